@@ -1,0 +1,82 @@
+"""transformers engine: batched generation with left padding, on the 4-bit (or unquantized) model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from . import Sampling, per_prompt
+
+
+class HFGenerator:
+    name = "transformers"
+
+    def __init__(self, model_path: Path, quantization: str = "nf4", batch_size: int = 32,
+                 adapter: Path | None = None, model=None, tokenizer=None):
+        from ..models import load_model, load_tokenizer
+
+        self.tokenizer = tokenizer or load_tokenizer(model_path)
+        self.tokenizer.padding_side = "left"  # decoder-only: new tokens must follow each prompt directly
+        if model is None:
+            model, info = load_model(model_path, quantization)
+        else:
+            info = {"quantization": "as given"}
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+        self.model = model.eval()
+        self.batch_size = batch_size
+        self.record = {"engine": "transformers", **info, "batch_size": batch_size}
+        self.generated_tokens = 0
+
+    def generate(self, prompts: list[str], sampling: Sampling | list[Sampling]) -> list[str]:
+        # One generate() call needs one set of sampling settings, so group by them; sorting each group by
+        # length keeps the padding in a batch small.
+        groups: dict[Sampling, list[int]] = defaultdict(list)
+        for i, s in enumerate(per_prompt(sampling, len(prompts))):
+            groups[s].append(i)
+        texts: list[str] = [""] * len(prompts)
+        for s, indices in groups.items():
+            indices.sort(key=lambda i: len(prompts[i]))
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start:start + self.batch_size]
+                for i, text in zip(batch, self._generate_batch([prompts[i] for i in batch], s), strict=True):
+                    texts[i] = text
+        return texts
+
+    def _generate_batch(self, prompts: list[str], s: Sampling) -> list[str]:
+        import torch
+
+        # Chat templates already hold any BOS the model wants; adding another would shift it off-distribution.
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.model.device)
+        kwargs = {"max_new_tokens": s.max_new_tokens, "do_sample": s.temperature > 0,
+                  "pad_token_id": self.tokenizer.pad_token_id}
+        if s.temperature > 0:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p)
+            torch.manual_seed(s.seed)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if s.stop:
+            kwargs.update(stop_strings=list(s.stop), tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:]
+        self.generated_tokens += self._count(new)
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [_cut_at_stop(t, s.stop) for t in texts]
+
+    def _count(self, new) -> int:
+        """Generated tokens up to and including each sequence's first EOS (the rest is padding)."""
+        eos = self.tokenizer.eos_token_id
+        total = 0
+        for row in new.tolist():
+            total += row.index(eos) + 1 if eos in row else len(row)
+        return total
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """transformers stops after a stop string but keeps it; vLLM drops it. Make both drop it."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
+    return text[:cut]

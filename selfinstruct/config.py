@@ -1,0 +1,174 @@
+"""One dataclass per stage. The CLI flags and `--config FILE.yaml` both fill these, so every option is
+documented once (the `help` metadata) and validated once (`__post_init__`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+BACKENDS = ("auto", "vllm", "transformers")
+QUANTIZATIONS = ("nf4", "none")
+LANGUAGES = ("auto", "en", "zh")
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad input, missing file, unknown model): the CLI prints one line, exits 2."""
+
+
+def opt(default, help: str, **extra):
+    """A config field with its one-line help text."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"--{name.replace('_', '-')} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _check_share(name: str, value: float) -> None:
+    _check(0.0 <= value <= 1.0, f"--{name.replace('_', '-')} must be between 0 and 1 (got {value})")
+
+
+@dataclass
+class GenerateConfig:
+    corpus: str = opt("", "the corpus: a UTF-8 (or GB18030) text file", positional=True)
+    out: str | None = opt(None, "run folder (default: outputs/<corpus stem>/)")
+    model: str = opt(DEFAULT_MODEL, "question-writing model: the embedded default, a local HF folder or a .gguf file")
+    backend: str = opt("auto", "generation engine: auto (vllm where it works), vllm or transformers")
+    quantization: str = opt("nf4", "weights for the transformers engine: nf4 (4-bit, double quant) or none")
+    batch_size: int = opt(32, "prompts per forward pass on the transformers engine")
+    seed: int = opt(0, "random seed for sampling, fact choice and invented names")
+    language: str = opt("auto", "corpus language for prompts and splitting: auto, en or zh")
+    source_tag: str | None = opt(None, "source marker, e.g. Source:8989REF (default: derived from the corpus hash)")
+    window_tokens: int = opt(400, "sliding-window size in tokens of the model's tokenizer")
+    window_overlap: int = opt(50, "tokens shared by consecutive windows")
+    questions_per_window: int = opt(4, "facts asked about per window")
+    phrasings: int = opt(3, "question phrasings kept per fact (a fact only sticks when asked several ways)")
+    candidates: int = opt(2, "model samples per phrasing; the filters keep the best")
+    unanswerable_ratio: float = opt(0.2, "refusal pairs about absent entities, as a share of accepted pairs")
+    min_support: float = opt(0.6, "least share of an answer's content words found in its window")
+    dedup_threshold: float = opt(0.7, "questions at least this similar (word 3-gram Jaccard) to a kept one are dropped")
+    roundtrip: bool = opt(True, "keep a pair only if the model, given the window, answers its own question alike")
+    temperature: float = opt(0.8, "sampling temperature of the extra candidates (the first is greedy)")
+    top_p: float = opt(0.95, "nucleus sampling threshold")
+    max_new_tokens: int = opt(48, "longest question or answer the model may write, in tokens")
+    windows_per_step: int = opt(8, "windows sent to the engine together; also the resume granularity")
+    max_windows: int | None = opt(None, "stop after this many windows (quick tries)")
+    overwrite: bool = opt(False, "replace an existing run folder made from another corpus or other options")
+
+    def __post_init__(self):
+        _check(bool(self.corpus), "generate needs a corpus file: selfinstruct generate CORPUS.txt")
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("quantization", self.quantization, QUANTIZATIONS)
+        _check_choice("language", self.language, LANGUAGES)
+        _check_share("unanswerable_ratio", self.unanswerable_ratio)
+        _check_share("min_support", self.min_support)
+        _check_share("dedup_threshold", self.dedup_threshold)
+        _check(self.window_tokens >= 32, "--window-tokens must be at least 32")
+        _check(0 <= self.window_overlap < self.window_tokens, "--window-overlap must be below --window-tokens")
+        for name in ("questions_per_window", "phrasings", "candidates", "batch_size", "windows_per_step"):
+            _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
+        _check(self.max_windows is None or self.max_windows >= 1, "--max-windows must be at least 1")
+        if self.source_tag is not None:
+            _check(self.source_tag.startswith("Source:") and " " not in self.source_tag,
+                   "--source-tag must look like Source:8989REF (no spaces)")
+
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("outputs") / Path(self.corpus).stem
+
+
+@dataclass
+class TuneConfig:
+    run: str | None = opt(None, "run folder to train on (default: the most recent under outputs/)")
+    model: str | None = opt(None, "base model (default: the one the run was generated with)")
+    quantization: str = opt("nf4", "frozen base weights: nf4 (QLoRA) or none (plain LoRA)")
+    lora_r: int = opt(16, "LoRA rank")
+    lora_alpha: int = opt(32, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = opt(0.05, "dropout on the LoRA input")
+    epochs: float = opt(8.0, "passes over the training pairs")
+    learning_rate: float = opt(2e-4, "peak learning rate (QLoRA paper: 2e-4 for small models)")
+    batch_size: int = opt(8, "sequences per optimizer step")
+    max_length: int = opt(256, "longest training sequence in tokens; longer ones are cut")
+    neftune_alpha: float | None = opt(5.0, "NEFTune embedding-noise alpha (0 or none turns it off)")
+    eval_share: float = opt(0.15, "share of windows held out for eval loss (whole windows, never split)")
+    early_stop_patience: int = opt(3, "evaluations without a better eval loss before stopping")
+    seed: int = opt(0, "seed for the split, LoRA init and shuffling")
+    strict: bool = opt(False, "refuse a qa.jsonl with malformed lines instead of skipping them")
+    merge: bool = opt(False, "also write a merged fp16 model folder (servable without peft)")
+
+    def __post_init__(self):
+        _check_choice("quantization", self.quantization, QUANTIZATIONS)
+        _check(self.lora_r >= 1 and self.lora_alpha >= 1, "--lora-r and --lora-alpha must be at least 1")
+        _check(0.0 <= self.lora_dropout < 1.0, "--lora-dropout must be in [0, 1)")
+        _check(self.epochs > 0 and self.learning_rate > 0, "--epochs and --learning-rate must be positive")
+        _check(self.batch_size >= 1 and self.max_length >= 16, "--batch-size >= 1 and --max-length >= 16")
+        _check(0.0 <= self.eval_share < 1.0, "--eval-share must be in [0, 1)")
+
+
+@dataclass
+class ProbeConfig:
+    run: str | None = opt(None, "run folder (default: the most recent under outputs/)")
+    adapter: str | None = opt(None, "adapter folder (default: RUN/adapter)")
+    backend: str = opt("transformers", "engine: transformers (peft adapter) or vllm (LoRA request)")
+    quantization: str = opt("nf4", "base weights on the transformers engine: nf4 or none")
+    n_absent: int = opt(50, "probes about entities absent from the corpus")
+    n_answerable: int = opt(50, "probes answerable from the corpus (half verbatim, half paraphrased)")
+    questions: str | None = opt(None, "your own probe set: JSONL with question, answerable and optional answer")
+    base: bool = opt(True, "also probe the base model with the same prompts")
+    judge: bool = opt(False, "also ask the generator model to judge each answer (reported separately)")
+    max_new_tokens: int = opt(64, "longest answer, in tokens (greedy decoding)")
+    batch_size: int = opt(16, "prompts per forward pass")
+    seed: int = opt(0, "seed for choosing probes and inventing names")
+    fail_above: float | None = opt(None, "exit 1 when the tuned hallucination rate is above this (a CI gate)")
+
+    def __post_init__(self):
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("quantization", self.quantization, QUANTIZATIONS)
+        _check(self.n_absent >= 0 and self.n_answerable >= 0, "--n-absent and --n-answerable must be >= 0")
+        if self.fail_above is not None:
+            _check_share("fail_above", self.fail_above)
+
+
+STAGES = {"generate": GenerateConfig, "tune": TuneConfig, "probe": ProbeConfig}
+
+
+def value_parser(hint):
+    """Text -> value for an annotation such as `int`, `float | None` or `str | None` ("none" means None)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    base = args[0] if optional else hint
+
+    def parse(text: str):
+        if optional and text.strip().lower() in ("none", "null", ""):
+            return None
+        if base is bool:
+            return text.strip().lower() in ("1", "true", "yes", "on")
+        return base(text)
+
+    return parse
+
+
+def build(cls, values: dict):
+    """Make a stage config from a dict (YAML or flags): unknown keys and unparseable values are named."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    _check(not unknown, f"unknown option(s) for {cls.__name__}: {', '.join(unknown)}")
+    parsed = {}
+    for name, value in values.items():
+        try:
+            parsed[name] = value_parser(hints[name])(value) if isinstance(value, str) else value
+        except ValueError:
+            raise UserError(f"option {name}: cannot read {value!r} as {hints[name]}") from None
+    return cls(**parsed)
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
