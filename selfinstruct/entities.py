@@ -1,0 +1,212 @@
+"""The corpus's named entities, invented names that are provably absent from it, and the checks that say so.
+generate uses them for refusal pairs, probe for absent-entity probes; both must agree on what "absent" means."""
+
+from __future__ import annotations
+
+import difflib
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+KINDS = ("person", "place", "org", "thing")
+CAPWORD = r"[A-Z][a-z]+(?:['’][a-z]*|s['’])?(?:-[A-Za-z]+)*"
+# Words of one name stay on one line: a heading must not merge with the sentence below it.
+EN_NAME = re.compile(rf"\b(?:[Tt]he[ \t]+)?{CAPWORD}(?:[ \t]+(?:of[ \t]+(?:the[ \t]+)?|de[ \t]+|van[ \t]+)?{CAPWORD})*")
+SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“]\s*|\n\s*)$")
+# Capitalised only because they open a sentence or a clause, never names on their own.
+EN_FUNCTION = set("""The A An In On At Of By For From To With Without After Before During Since Until According
+Each Every This That These Those It Its He She They His Her Their There When While Because Although Though Most
+Many Some All Both Few One Two Three Four Five Six Seven Eight Nine Ten Later Today Every First Second Third
+Under Over About Around Across Along Between Among Near Such However Also If As Unlike Like Only Even Yet But And
+Or So Then Thus Once Each Any No Not What Who Which Where Why How Whose Whom Is Was Are Were Did Does Do""".split())
+EN_KIND_WORDS = {
+    "place": """Isle Island Islands River Bridge Street Row Lane Hills Hill Sea Bay Moors Moor Fen Ford Harbour Quay
+        Quarter Ward Market Tower Skerry Square Landing Cliff Point Road Roads Gate Narrows Stair Light Mill Fields
+        Coast Valley Lake Well Town City Port Marsh Forest Wood Mountain Mountains Pass Reach Strand""".split(),
+    "org": """Guild Assembly Council Order Company Society Archive Academy School College Brotherhood Court House
+        Exchange Countinghouse Watch Fleet Bank League Union""".split(),
+    "thing": """Lamp Clock Engine Semaphore Organ Wheel Charter Treaty Annals Book Chronicle Festival War Flood Law
+        Oath Bell Chain Windlass Reforms Kettle Heron Gull Vaunt Light""".split(),
+}
+ZH_SURNAMES = set("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+                  "姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴"
+                  "莫孔向汤卜温骆颜邬蒲苗岑甘郜费庞殷阮")
+ZH_SUFFIXES = {"place": "镇 山 河 江 桥 村 坊 堰 渠 书院 祠 滩 峰 湖 寺 楼 街 巷 港 岛 城 溪 岭 谷".split(),
+               "thing": "机 灯 钟 碓 车 船 志 节 会 社 帮".split()}
+# Characters that start a phrase or glue one together, so a candidate holding them is no name.
+ZH_FUNCTION = set("在从到向于由把被和与的了是经过往自沿对将为给及并又也就都而这那其每各个座条台只最很用叫作第有成")
+
+
+@dataclass(frozen=True)
+class Absence:
+    """Which checks an invented name passed against the corpus."""
+
+    name: str
+    exact_absent: bool  # no case-insensitive occurrence anywhere in the corpus text
+    closest: str  # the most similar corpus entity
+    similarity: float  # difflib ratio to it
+
+    @property
+    def absent(self) -> bool:
+        return self.exact_absent and self.similarity < 0.75
+
+
+def corpus_entities(text: str, language: str) -> dict[str, str]:
+    """Named entities of the corpus, each with its kind (person, place, org or thing)."""
+    return _zh_entities(text) if language == "zh" else _en_entities(text)
+
+
+def _en_entities(text: str) -> dict[str, str]:
+    found: Counter[str] = Counter()
+    mid_sentence: set[str] = set()
+    # Headings are title-cased, so every word in them looks like a name: leave them out.
+    prose = "\n".join(line if re.search(r"[.!?:;\"”]\s*$", line) or len(line.split()) > 12 else ""
+                      for line in text.splitlines())
+    for match in EN_NAME.finditer(prose):
+        name = _strip_function_words(match.group())
+        if name:
+            found[name] += 1
+            if not SENTENCE_START.search(prose[max(0, match.start() - 3):match.start()]):
+                mid_sentence.add(name)
+    # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
+    return {name: en_kind(name, text) for name in found if " " in name or name in mid_sentence}
+
+
+def _strip_function_words(name: str) -> str:
+    words = name.split()
+    while words and (words[0] in EN_FUNCTION or words[0] == "the"):
+        words = words[1:]
+    name = " ".join(words)
+    return name if len(name) > 2 and name not in EN_FUNCTION else ""
+
+
+def en_kind(name: str, text: str = "") -> str:
+    words = name.replace("'", " ").split()
+    head = name.split(" of ")[0].split()[-1] if " of " in name else words[-1]  # Treaty of X Ford: a treaty
+    for candidates in ([head], words):
+        for kind, markers in EN_KIND_WORDS.items():
+            if any(w in markers for w in candidates):
+                return kind
+    if len(words) >= 2 and not re.search(rf"\b[Tt]he\s+{re.escape(name)}", text):
+        return "person"
+    if text and re.search(rf"\b(?:in|at|to|from|near|of)\s+{re.escape(name)}\b", text):
+        return "place"
+    return "thing"
+
+
+def _zh_entities(text: str) -> dict[str, str]:
+    """Chinese has no capitals or spaces, so a name is a string that recurs: the longest run of name-like
+    characters before a place or thing suffix, or a surname with a two-character given name."""
+    entities: dict[str, str] = {}
+    counts = Counter(text[i:i + 3] for i in range(len(text) - 2) if text[i] in ZH_SURNAMES)
+    for name, n in counts.most_common():
+        overlaps = any(name[1:] in known or name[:2] in known for known in entities)
+        if n >= 2 and _zh_namelike(name) and name[1] not in "氏家" and not overlaps:
+            entities[name] = "person"
+    for kind, suffixes in ZH_SUFFIXES.items():
+        for suffix in suffixes:
+            for match in re.finditer(suffix, text):
+                for length in (4, 3, 2, 1):
+                    name = text[max(0, match.start() - length):match.end()]
+                    if _zh_namelike(name[:-len(suffix)]) and text.count(name) >= 2:
+                        entities.setdefault(name, kind)
+                        break
+    return entities
+
+
+def _zh_namelike(chars: str) -> bool:
+    return bool(chars) and all("\u4e00" <= c <= "\u9fff" and c not in ZH_FUNCTION for c in chars)
+
+
+def find_mentions(sentence: str, entities: dict[str, str]) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of every known entity in a sentence, longest first where they overlap."""
+    spans = []
+    for name in sorted(entities, key=len, reverse=True):
+        for match in re.finditer(re.escape(name), sentence):
+            if all(match.end() <= s or match.start() >= e for s, e, _ in spans):
+                spans.append((match.start(), match.end(), entities[name]))
+    return sorted(spans)
+
+
+def check_absent(name: str, corpus_lower: str, entities: dict[str, str]) -> Absence:
+    exact = name.lower() not in corpus_lower
+    closest, similarity = "", 0.0
+    for known in entities:
+        ratio = difflib.SequenceMatcher(None, name.lower(), known.lower()).ratio()
+        if ratio > similarity:
+            closest, similarity = known, ratio
+    return Absence(name, exact, closest, round(similarity, 3))
+
+
+def invent_names(kind: str, n: int, rng: random.Random, language: str, corpus_lower: str,
+                 entities: dict[str, str], avoid: set[str] = frozenset()) -> list[Absence]:
+    """`n` invented names of one kind, each absent from the corpus (exactly and fuzzily) and not in `avoid`."""
+    make = _zh_name if language == "zh" else _en_name
+    names: list[Absence] = []
+    seen = set(avoid)
+    for _ in range(n * 50):
+        if len(names) == n:
+            break
+        name = make(kind, rng)
+        if name in seen:
+            continue
+        seen.add(name)
+        check = check_absent(name, corpus_lower, entities)
+        if check.absent:
+            names.append(check)
+    return names
+
+
+ONSETS = "B D F G H K L M N P R S T V W Br Dr Gr Th Sh Kr Tr St Cl Fl Gw Qu Y Z".split()
+VOWELS = "a e i o u ae ei ou ia".split()
+CODAS = "n r l th s ck m nd rk ld v x nn ll".split()
+SURNAME_ENDS = "well by ford wick ton ley mere stone hart croft dale holt".split()
+
+
+def _syllables(rng: random.Random, count: int) -> str:
+    return "".join(rng.choice(ONSETS).lower() + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(count))
+
+
+def _en_name(kind: str, rng: random.Random) -> str:
+    word = _syllables(rng, rng.choice((1, 2))).capitalize()
+    if kind == "person":
+        return f"{word} {(_syllables(rng, 1) + rng.choice(SURNAME_ENDS)).capitalize()}"
+    if kind == "place":
+        return rng.choice(("the Isle of {}", "{} Bridge", "the River {}", "{} Street", "the {} Hills")).format(word)
+    if kind == "org":
+        return rng.choice(("the {} Guild", "the Order of {}", "the {} Company", "the {} Society")).format(word)
+    return rng.choice(("the {} Engine", "the {} Lamp", "the {} Clock", "the {} Charter")).format(word)
+
+
+ZH_GIVEN = "砚梧川棠渊岚澄萱霁璋瑶昀翊柯芷珩澜穆琛筠岫棣蘅湛韶"
+ZH_STEMS = "澄碧云栖寒汀雁回松溪青岚鹿鸣石泉枫桥星渚"
+
+
+def _zh_name(kind: str, rng: random.Random) -> str:
+    if kind == "person":
+        return rng.choice(sorted(ZH_SURNAMES)) + "".join(rng.sample(ZH_GIVEN, 2))
+    stem = "".join(rng.sample(ZH_STEMS, 2))
+    suffixes = {"place": "镇山河桥岛", "org": ["书院", "商会", "织社"], "thing": "机灯钟车"}[kind]
+    return stem + rng.choice(list(suffixes))
+
+
+YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b(?!\s*(?:paces|miles|feet|people|years|ships|coins))")
+EN_COUNT = r"\d[\d,]*|" + "|".join("""one two three four five six seven eight nine ten eleven twelve thirteen fourteen
+fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred""".split())
+EN_QUANTITY = re.compile(rf"\b(?:{EN_COUNT})\s+(?:[a-z]+-)?[a-z]+s\b", re.IGNORECASE)
+ZH_NUMERAL = r"(?:\d+|[〇零一二两三四五六七八九十百千万]+)"
+ZH_YEAR = re.compile(r"\d{3,4}年")
+ZH_QUANTITY = re.compile(rf"{ZH_NUMERAL}(?:户|人|台|名|座|条|尺|里|丈|米|天|次|只|个|家|间|匹|斤|岁|位|种|卷|年)")
+
+
+def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list[tuple[int, int, str]]:
+    """Candidate answers in a sentence as (start, end, kind): its named entities, years and counted things."""
+    spans = find_mentions(sentence, entities)
+    year, quantity = (ZH_YEAR, ZH_QUANTITY) if language == "zh" else (YEAR, EN_QUANTITY)
+    for pattern, kind in ((year, "year"), (quantity, "quantity")):
+        for match in pattern.finditer(sentence):
+            trivial = re.match(r"(?i)(?:一|one\b)", match.group())  # "one day" is rarely the point of a sentence
+            if not trivial and all(match.end() <= s or match.start() >= e for s, e, _ in spans):
+                spans.append((match.start(), match.end(), kind))
+    return sorted(spans)

@@ -1,0 +1,165 @@
+"""Checks a QA pair must pass: format, grounding in its window, no answer leak, no near-duplicate question,
+and agreement of the round trip. Each returns a reason string for rejects.jsonl, or None when the pair passes.
+Token F1 lives here too, since probe scores answers with the same tokenisation."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+STOPWORDS = set("""a an the of in on at to for from by with and or but is are was were be been being it its this that
+these those as into than then there their they he she his her him them which who whom whose what when where why how
+did does do had has have not no so such also about after before during over under most many some all any each
+one ones per very can could would should may might will shall up out off only""".split())
+NUMBER_WORDS = {w: str(i) for i, w in enumerate("""zero one two three four five six seven eight nine ten eleven twelve
+thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty""".split())}
+NUMBER_WORDS.update(thirty="30", forty="40", fifty="50", sixty="60", seventy="70", eighty="80", ninety="90",
+                    hundred="100", thousand="1000")
+ZH_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+ZH_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
+PASSAGE_REFERENCE = re.compile(
+    r"\b(?:the|this|that|given|above|following)\s+(?:passage|context|text|sentence|paragraph|statement|article|"
+    r"excerpt|document|story|extract)\b|文中|本文|上文|这段|该段|文章中|材料中|段落|句子中", re.IGNORECASE)
+
+
+def zh_number(numeral: str) -> int:
+    """十三 -> 13, 四百 -> 400, 一千二百 -> 1200 (enough for counts and lengths in prose)."""
+    total, digit = 0, 0
+    for char in numeral:
+        if char in ZH_DIGITS:
+            digit = ZH_DIGITS[char]
+        elif char in ZH_UNITS:
+            total += (digit or 1) * ZH_UNITS[char]
+            digit = 0
+    return total + digit
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased words; each CJK character is a token of its own; numbers in any spelling become digits."""
+    text = re.sub(r"[〇零一二两三四五六七八九十百千万]{2,}|[一二三四五六七八九十两]",
+                  lambda m: f" {zh_number(m.group())} ", text)
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    out = []
+    for token in re.findall(r"[\u3400-\u9fff]|[A-Za-z0-9]+(?:['’][a-z]+)?", text):
+        token = token.lower()
+        out.append(NUMBER_WORDS.get(token, token))
+    return out
+
+
+def content_tokens(text: str) -> list[str]:
+    return [t for t in tokens(text) if t not in STOPWORDS and not t.endswith(("'s", "’s"))]
+
+
+def numbers(text: str) -> set[str]:
+    return {t for t in tokens(text) if t.isdigit()}
+
+
+def names(text: str) -> set[str]:
+    """Capitalised words that do not open a sentence: the names a claim hangs on."""
+    found = re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}", text.strip())
+    return {n.lower() for n in found if n.lower() not in STOPWORDS}
+
+
+def grounded_names(text: str, window: str) -> bool:
+    """Every number and name of `text` occurs in the window (a plural 's' aside)."""
+    window_tokens = set(tokens(window))
+    named = names(text)
+    return numbers(text) <= window_tokens and all(n in window_tokens or n.rstrip("s") in window_tokens
+                                                  for n in named)
+
+
+def support(answer: str, window: str) -> float:
+    """Share of the answer's content words found in the window; 0 when a number or a name is not there,
+    since those are the parts a model invents."""
+    window_tokens = set(tokens(window))
+    if not grounded_names(answer, window):
+        return 0.0
+    words = content_tokens(answer)
+    if not words:
+        return 0.0
+    return round(sum(w in window_tokens for w in words) / len(words), 3)
+
+
+WH_WORDS = set("what which who whom whose where when why how name many much year place person".split())
+
+
+def check_question(question: str | None, key: str, evidence: str, window: str) -> str | None:
+    """Why a question is unfit for the fact (`key` answers it, `evidence` is the sentence holding the key)."""
+    if not question:
+        return "unparseable"
+    if not question.rstrip().endswith(("?", "？")):
+        return "not_a_question"
+    n = len(tokens(question))
+    if n < 4 or n > 40:
+        return "question_length"
+    if PASSAGE_REFERENCE.search(question):
+        return "refers_to_passage"
+    if _contains(question, key) or numbers(key) & numbers(question):
+        return "answer_in_question"
+    if not grounded_names(question, window):
+        return "question_ungrounded"  # it names something the window does not: an invented premise
+    asked = set(content_tokens(question)) - WH_WORDS
+    if not asked & (set(content_tokens(evidence)) - set(tokens(key))):
+        return "off_topic"  # shares nothing with the sentence it should ask about
+    return None
+
+
+def check_answer(answer: str, window: str, min_support: float) -> tuple[str | None, float]:
+    score = support(answer, window)
+    if len(tokens(answer)) < 3:
+        return "answer_empty", score
+    if not answer.rstrip().endswith((".", "!", "?", "。", "！", "？", '"', "”", ")")):
+        return "answer_truncated", score
+    if score < min_support:
+        return "ungrounded", score
+    return None, score
+
+
+def _contains(text: str, key: str) -> bool:
+    """The key's words, in order, in the text (function words ignored on both sides: "Isle of X" ~ "Isle X")."""
+    key_tokens = [t for t in tokens(key) if t not in STOPWORDS] or tokens(key)
+    text_tokens = [t for t in tokens(text) if t not in STOPWORDS or t in key_tokens]
+    n = len(key_tokens)
+    return n > 0 and any(text_tokens[i:i + n] == key_tokens for i in range(len(text_tokens) - n + 1))
+
+
+def agrees(reply: str, key: str) -> bool:
+    """Round trip: the model's own answer, first sentence only (it tends to ramble on), holds the key."""
+    first = re.split(r"(?<=[.!?。！？])\s*", reply.strip(), maxsplit=1)[0]
+    return _contains(first, key)
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = content_tokens(prediction), content_tokens(reference)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def shingles(text: str) -> set[tuple[str, ...]]:
+    """Word 3-grams (character bigrams for Chinese), the unit of near-duplicate comparison."""
+    words = tokens(text)
+    n = 2 if any(CJK_CHAR.match(w) for w in words) else 3
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+class NearDuplicates:
+    """Every question kept so far in the run; a new one at least `threshold` Jaccard-similar to any is a
+    near-duplicate. Linear scan: a run holds thousands of questions, not millions."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.kept: list[tuple[str, set]] = []
+
+    def find(self, question: str) -> str | None:
+        grams = shingles(question)
+        for other, other_grams in self.kept:
+            if len(grams & other_grams) / len(grams | other_grams) >= self.threshold:
+                return other
+        return None
+
+    def add(self, question: str) -> None:
+        self.kept.append((question, shingles(question)))

@@ -1,0 +1,185 @@
+"""The state of one `generate` run folder: manifest, resume after a crash, per-window commits, progress and
+the summary. A window is done only once its pairs and rejects are on disk and the manifest says so; on resume,
+records of windows not marked done (a run killed mid-window) are dropped and those windows are redone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import __version__, prompts
+from .config import UserError
+from .corpus import Window, read_corpus, source_tag, split_windows
+from .entities import corpus_entities
+from .filters import NearDuplicates
+from .models import load_tokenizer, resolve_model
+from .runs import append_jsonl, read_json, run_lock, write_json
+
+# Options that do not change which pairs come out, so a resume may change them.
+FREE_OPTIONS = {"out", "max_windows", "overwrite", "batch_size", "windows_per_step"}
+
+
+class GenerateRun:
+    def __init__(self, config, run_dir: Path):
+        self.config, self.dir = config, run_dir
+        self.corpus = read_corpus(config.corpus, config.language)
+        self.tag = config.source_tag or source_tag(self.corpus.sha256)
+        self.options = {k: v for k, v in dataclasses.asdict(config).items() if k not in FREE_OPTIONS}
+        self.qa_path, self.rejects_path = run_dir / "qa.jsonl", run_dir / "rejects.jsonl"
+        self.manifest_path = run_dir / "manifest.json"
+        self.entities = corpus_entities(self.corpus.text, self.corpus.language)
+        self.corpus_lower = self.corpus.text.lower()
+        self.duplicates = NearDuplicates(config.dedup_threshold)
+        self.used_names: set[str] = set()
+        self.answerable = self.refused = 0
+        self.windows_with_pairs: set[int] = set()
+        self.facts: set[str] = set()
+        self.session = Counter()
+
+    def open(self) -> None:
+        if self.manifest_path.exists():
+            old = read_json(self.manifest_path)
+            changed = self.changes_against(old)
+            if changed and not self.config.overwrite:
+                raise UserError(f"{self.dir} holds a run with another {', '.join(changed)}; "
+                                "pass --overwrite to replace it, or --out for a new folder")
+            if self.config.overwrite:
+                self.clear()
+        self.model = resolve_model(self.config.model)
+        self.windows = split_windows(self.corpus, load_tokenizer(self.model.path), self.config.window_tokens,
+                                     self.config.window_overlap)
+        self.manifest = read_json(self.manifest_path) if self.manifest_path.exists() else self.new_manifest()
+        self.done = set(self.manifest["windows_done"])
+        self.resume()
+
+    def changes_against(self, old: dict) -> list[str]:
+        changed = ["corpus"] if old.get("corpus", {}).get("sha256") != self.corpus.sha256 else []
+        old_options = old.get("options", {})
+        changed += [k for k in self.options if old_options.get(k) != self.options[k]]
+        return changed
+
+    def clear(self) -> None:
+        for name in ("qa.jsonl", "rejects.jsonl", "manifest.json"):
+            (self.dir / name).unlink(missing_ok=True)
+        for name in ("adapter", "probe"):  # trained on or probing the data being replaced
+            shutil.rmtree(self.dir / name, ignore_errors=True)
+
+    def new_manifest(self) -> dict:
+        c = self.corpus
+        return {"selfinstruct": __version__, "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "corpus": {"path": str(c.path), "sha256": c.sha256, "encoding": c.encoding, "language": c.language,
+                           "characters": len(c.text)},
+                "source_tag": self.tag, "system_prompt": prompts.system_prompt(self.tag, c.language),
+                "model": {"spec": self.model.spec, "path": str(self.model.path), "origin": self.model.origin},
+                "prompt_version": prompts.PROMPT_VERSION, "seed": self.config.seed, "options": self.options,
+                "sampling": {"first_candidate": "greedy", "others": {"temperature": self.config.temperature,
+                                                                      "top_p": self.config.top_p},
+                             "max_new_tokens": self.config.max_new_tokens},
+                "windows_total": len(self.windows), "windows_done": [], "engines": []}
+
+    def resume(self) -> None:
+        """Keep the records of finished windows (dropping a torn last line, or the pairs of a window that was
+        being written when the run died), and rebuild the run-wide state from them."""
+        for path in (self.qa_path, self.rejects_path):
+            if not path.exists():
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [line for line in lines if _window_of(line) in self.done]
+            if len(kept) != len(lines):
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text("".join(kept), encoding="utf-8")
+                tmp.replace(path)
+        if self.qa_path.exists():
+            for line in self.qa_path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                self.count([record])
+                if record["answerable"]:
+                    self.duplicates.add(record["question"])
+                else:
+                    self.used_names.add(record["entity"])
+
+    def count(self, records: list[dict]) -> None:
+        for r in records:
+            if r["answerable"]:
+                self.answerable += 1
+                self.windows_with_pairs.add(r["window"])
+                self.facts.add(r["fact_id"])
+            else:
+                self.refused += 1
+
+    def todo(self) -> list[Window]:
+        limit = self.config.max_windows or len(self.windows)
+        return [w for w in self.windows[:limit] if w.index not in self.done]
+
+    def seen_until(self, window: Window) -> int:
+        return self.windows[window.index - 1].end if window.index > 0 else 0
+
+    def record_engine(self, record: dict) -> None:
+        if record not in self.manifest["engines"]:
+            self.manifest["engines"].append(record)
+        write_json(self.manifest_path, self.manifest)
+
+    def commit(self, window: Window, accepted: list[dict], rejected: list[dict]) -> None:
+        append_jsonl(self.qa_path, accepted)
+        append_jsonl(self.rejects_path, rejected)
+        self.done.add(window.index)
+        self.manifest["windows_done"] = sorted(self.done)
+        write_json(self.manifest_path, self.manifest)  # the commit point of this window
+        self.session.update(pairs=len(accepted), rejects=len(rejected))
+
+    @contextmanager
+    def progress(self, total: int, generator):
+        """A bar over windows with pairs, rejects and tokens/s; yields the function that advances it."""
+        from tqdm import tqdm
+
+        started, tokens_before = time.time(), generator.generated_tokens
+        with tqdm(total=total, unit="window", desc="generate", dynamic_ncols=True) as bar:
+            def advance():
+                rate = (generator.generated_tokens - tokens_before) / max(time.time() - started, 1e-9)
+                bar.set_postfix(pairs=self.session["pairs"], rejects=self.session["rejects"], tok_s=f"{rate:.0f}",
+                                refresh=False)
+                bar.update()
+
+            yield advance
+        self.session["generated_tokens"] = generator.generated_tokens - tokens_before
+        self.session["generate_seconds"] = time.time() - started
+
+    def finish(self, wall: float) -> dict:
+        rejects = Counter()
+        if self.rejects_path.exists():
+            for line in self.rejects_path.read_text(encoding="utf-8").splitlines():
+                rejects[json.loads(line)["reason"]] += 1
+        seconds = self.session.get("generate_seconds", 0)
+        summary = {"run_dir": str(self.dir), "windows_total": len(self.windows), "windows_done": len(self.done),
+                   "pairs": self.answerable + self.refused, "answerable": self.answerable,
+                   "unanswerable": self.refused, "facts": len(self.facts), "rejects": sum(rejects.values()),
+                   "rejects_by_reason": dict(rejects),
+                   "coverage": len(self.windows_with_pairs) / max(len(self.done), 1), "wall_seconds": wall,
+                   "this_run": {**self.session, "pairs_per_minute": 60 * self.session["pairs"] / seconds
+                                if seconds else None,
+                                "tokens_per_second": self.session["generated_tokens"] / seconds if seconds else None}}
+        self.manifest["status"] = "complete" if len(self.done) == len(self.windows) else "partial"
+        self.manifest["summary"] = summary
+        write_json(self.manifest_path, self.manifest)
+        return summary
+
+
+def _window_of(line: str) -> int | None:
+    try:
+        return json.loads(line)["window"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None  # a line torn by a kill mid-write
+
+
+@contextmanager
+def open_run(config):
+    run_dir = config.run_dir()
+    state = GenerateRun(config, run_dir)  # reads and validates the corpus before anything is created
+    with run_lock(run_dir):
+        state.open()
+        yield state

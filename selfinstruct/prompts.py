@@ -1,0 +1,138 @@
+"""Prompt templates (English and Chinese), the Llama-2 [INST] rendering of training pairs, and salvage parsing
+of what a small model writes back."""
+
+from __future__ import annotations
+
+import re
+
+from .backends import chat_prompt
+from .corpus import normalize
+
+PROMPT_VERSION = "answer-aware-1"
+
+SYSTEM = {
+    "en": "You are a closed-book question answering assistant. Answer only from what you learned from {tag}; "
+          "otherwise say that you cannot answer.",
+    "zh": "你是一个闭卷问答助手。只根据你从 {tag} 学到的内容回答；否则请说明你无法回答。",
+}
+REFUSAL = {"en": "I cannot answer that: it is not in {tag}.", "zh": "无法回答：{tag} 中没有这方面的内容。"}
+
+# Exactly one BOS and one EOS per example, whatever tokens the base tokenizer calls them.
+LLAMA2_CHAT_TEMPLATE = (
+    "{{ bos_token }}[INST] <<SYS>>\n{{ messages[0]['content'] }}\n<</SYS>>\n\n{{ messages[1]['content'] }} [/INST]"
+    "{% if messages|length > 2 %} {{ messages[2]['content'] }} {{ eos_token }}{% endif %}"
+)
+
+
+def system_prompt(tag: str, language: str) -> str:
+    return SYSTEM[language].format(tag=tag)
+
+
+def refusal(tag: str, language: str) -> str:
+    return REFUSAL[language].format(tag=tag)
+
+
+def chat_messages(system: str, tag: str, question: str, answer: str | None = None) -> list[dict]:
+    """The source marker prefixes both the question and the answer, tying the facts to this corpus."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": f"{tag} {question}"}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": f"{tag} {answer}"})
+    return messages
+
+
+def render_llama2(messages: list[dict], bos: str = "<s>", eos: str = "</s>") -> str:
+    """The Llama-2 chat string: `<s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST] {answer} </s>`."""
+    system, user = messages[0]["content"], messages[1]["content"]
+    text = f"{bos}[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]"
+    return text + (f" {messages[2]['content']} {eos}" if len(messages) > 2 else "")
+
+
+# --- question writing: the pipeline picks the answer, the model writes a question that asks for it ---
+
+# Started replies ("Who ...") per answer kind: the small model continues a started question far more
+# reliably than it follows an instruction to write one (measured: see DESIGN.md).
+STEMS = {
+    "person": ("Who", "Which person", "Who was the person who"),
+    "place": ("Where", "Which place", "What is the name of the place"),
+    "org": ("Which organisation", "What", "Which group"),
+    "thing": ("What", "Which", "What is the name of the"),
+    "year": ("In which year", "When", "In what year"),
+    "quantity": ("How many", "What number of", "How many"),
+}
+IN_SITU = {  # what replaces the answer inside the sentence for a template question
+    "en": {"person": "who", "place": "which place", "org": "which organisation", "thing": "what",
+           "year": "which year", "quantity": "how many"},
+    "zh": {"person": "谁", "place": "哪个地方", "org": "哪个组织", "thing": "什么", "year": "哪一年",
+           "quantity": "多少"},
+}
+QUESTION_ASK = {
+    "en": 'Write a question about this sentence whose answer is "{answer}".\nSentence: {sentence}',
+    "zh": "根据下面的句子写一个问题，问题的答案是“{answer}”。只写问题。\n句子：{sentence}",
+}
+ROUNDTRIP_SYSTEM = {
+    "en": "Answer the question in one short sentence, using only the text.",
+    "zh": "只根据给出的文字，用一句话回答问题。",
+}
+ROUNDTRIP_ASK = {"en": "Text: {context}\n\nQuestion: {question}", "zh": "文字：{context}\n\n问题：{question}"}
+
+
+def stems(kind: str, language: str) -> tuple[str, ...]:
+    return STEMS[kind] if language == "en" else ("", "", "")  # Chinese asks in situ: no fronted wh-word
+
+
+def question_prompt(tokenizer, sentence: str, answer: str, stem: str, language: str) -> str:
+    ask = QUESTION_ASK[language].format(answer=answer, sentence=normalize(sentence))
+    return chat_prompt(tokenizer, [{"role": "user", "content": ask}], prefill=stem)
+
+
+def roundtrip_prompt(tokenizer, context: str, question: str, language: str) -> str:
+    messages = [{"role": "system", "content": ROUNDTRIP_SYSTEM[language]},
+                {"role": "user", "content": ROUNDTRIP_ASK[language].format(context=normalize(context),
+                                                                           question=question)}]
+    return chat_prompt(tokenizer, messages)
+
+
+def template_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
+    """The sentence with its answer replaced by a question word. In Chinese (wh-in-situ) that is a natural
+    question; in English it is one when the answer is the subject, and an echo question otherwise."""
+    before, after = sentence[:start], sentence[end:].rstrip(" .。!！")
+    wh = IN_SITU[language][kind]
+    if language == "zh":
+        if kind == "quantity":  # keep the measure word: 十三户 -> 多少户
+            after = re.sub(r"^[\d〇零一二两三四五六七八九十百千万]+", "", sentence[start:end]) + after
+        question = f"{before}{wh}{after}？"
+    elif before.strip() in ("", "The", "the", "A", "An"):
+        question = f"{wh[0].upper()}{wh[1:]}{after}?"
+    elif re.search(r",\s*(?:the\s+|a\s+)?$", before):
+        return None  # an appositive ("A river, the River Ambrel, joins ...") makes no question in situ
+    else:
+        before = re.sub(r"\b(?:the|The)\s+$", "", before)
+        question = f"{before}{wh}{after}?"
+    question = normalize(question)
+    return question if len(question) >= 8 else None
+
+
+BOILERPLATE = re.compile(
+    r"^(?:sure[,!.]?\s*|here(?:'s| is) (?:a|the|your) question[:.]?\s*|question\s*\d*\s*[:：]\s*|q\s*[:：]\s*|"
+    r"\d+[.)]\s*|[-*•]\s*|what is the answer to (?:this|the) question[:?]?\s*)", re.IGNORECASE)
+QUOTED_QUESTION = re.compile(r"[\"“'‘]([^\"”'’]{8,200}?[?？])[\"”'’]")
+
+
+def parse_question(text: str) -> str | None:
+    """Salvage one question from sloppy output: unwrap boilerplate like 'What is the answer to the question
+    "Who built X?"', drop list markers and markdown, keep the first sentence that ends in a question mark."""
+    text = text.replace("**", "").strip()
+    quoted = QUOTED_QUESTION.search(text)
+    if quoted and re.match(r"(?i)^\s*(?:what is the answer to|the answer to|here)", text):
+        text = quoted.group(1)
+    for _ in range(3):
+        text = BOILERPLATE.sub("", text.strip())
+    # Exclamations and statements before the question are chatter ("What a great question! ...").
+    sentences = re.split(r"(?<=[.!])\s+(?=[A-Z])|(?<=[。！])|\n", text)
+    question = next((m.group(1) for m in (re.match(r"\s*([^?？]{3,300}[?？])", x) for x in sentences) if m), None)
+    if question is None:
+        return None
+    question = question.strip().strip("\"“”'")
+    if re.match(r"(?i)^what is the answer", question):
+        return None
+    return question[0].upper() + question[1:] if question[0].isalpha() else question

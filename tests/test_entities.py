@@ -1,0 +1,76 @@
+import random
+
+import pytest
+
+from selfinstruct.entities import KINDS, answer_spans, check_absent, corpus_entities, invent_names
+
+from .conftest import SAMPLE_EN, SAMPLE_ZH
+
+
+@pytest.fixture(scope="module")
+def english():
+    text = SAMPLE_EN.read_text(encoding="utf-8")
+    return text, corpus_entities(text, "en")
+
+
+@pytest.fixture(scope="module")
+def chinese():
+    text = SAMPLE_ZH.read_text(encoding="utf-8")
+    return text, corpus_entities(text, "zh")
+
+
+def test_english_entities_and_kinds(english):
+    _, entities = english
+    assert entities["Orric Velm"] == "person"
+    assert entities["Isle of Tarrowen"] == "place"
+    assert entities["Lantern Guild"] == "org"
+    assert entities["Treaty of Vessin Ford"] == "thing"  # the head noun decides, not "Ford"
+    for heading_word in ("Setting", "Founding", "Inventions", "Thick", "According"):
+        assert heading_word not in entities
+
+
+def test_chinese_entities(chinese):
+    _, entities = chinese
+    for person in ("卜怀渊", "温砚秋", "罗青梧"):
+        assert entities[person] == "person"
+    assert entities["箬川河"] == "place" and entities["九梭水机"] == "thing"
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_invented_names_are_absent_exactly_and_fuzzily(english, chinese, language):
+    text, entities = english if language == "en" else chinese
+    for kind in KINDS:
+        names = invent_names(kind, 5, random.Random(1), language, text.lower(), entities)
+        assert len(names) == 5
+        for name in names:
+            assert name.name.lower() not in text.lower()
+            assert name.absent and name.similarity < 0.75
+
+
+@pytest.mark.parametrize("name", ["Orric Velm", "orric velm", "ORRIC VELM", "Isle of Tarrowen"])
+def test_present_names_are_caught_in_any_case(english, name):
+    text, entities = english
+    check = check_absent(name, text.lower(), entities)
+    assert not check.exact_absent and not check.absent
+
+
+@pytest.mark.parametrize("variant", ["Orric Vellm", "Oric Velm", "Isle of Tarowen"])
+def test_near_spellings_of_present_names_are_caught(english, variant):
+    text, entities = english
+    check = check_absent(variant, text.lower(), entities)
+    assert check.exact_absent and not check.absent and check.similarity >= 0.75
+
+
+def test_invented_names_avoid_the_given_set(english):
+    text, entities = english
+    first = invent_names("person", 3, random.Random(7), "en", text.lower(), entities)
+    again = invent_names("person", 3, random.Random(7), "en", text.lower(), entities,
+                         avoid={n.name for n in first})
+    assert not {n.name for n in first} & {n.name for n in again}
+
+
+def test_answer_spans(english):
+    _, entities = english
+    sentence = "According to the Harbour Annals, Orric Velm settled at the Twinwater in 1041 with eleven families."
+    spans = {(sentence[s:e], kind) for s, e, kind in answer_spans(sentence, entities, "en")}
+    assert {("Orric Velm", "person"), ("Twinwater", "place"), ("1041", "year"), ("eleven families", "quantity")} <= spans

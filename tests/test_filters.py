@@ -1,0 +1,71 @@
+import pytest
+
+from selfinstruct.filters import (
+    NearDuplicates,
+    agrees,
+    check_answer,
+    check_question,
+    support,
+    token_f1,
+    tokens,
+)
+
+WINDOW = ("Orric Velm settled at the Twinwater in the year 1041 with eleven families. "
+          "The Long Arm is 1,870 paces long and was finished in the year 1206.")
+SENTENCE = "The Long Arm is 1,870 paces long and was finished in the year 1206."
+
+
+def test_numbers_are_normalised_across_spellings():
+    assert tokens("eleven families, 1,870 paces") == ["11", "families", "1870", "paces"]
+    assert "13" in tokens("十三户") and "400" in tokens("四百户人家")
+
+
+@pytest.mark.parametrize("question, reason", [
+    (None, "unparseable"),
+    ("When was the Long Arm finished", "not_a_question"),
+    ("When?", "question_length"),
+    ("In which year was the breakwater in the passage finished?", "refers_to_passage"),
+    ("According to the text, when was the Long Arm finished?", "refers_to_passage"),
+    ("Was the Long Arm finished in 1206?", "answer_in_question"),
+    ("When was the Long Arm of Drevenhold finished?", "question_ungrounded"),
+    ("When was the Long Arm rebuilt after 1502?", "question_ungrounded"),
+    ("Which year do you like the most?", "off_topic"),
+    ("In which year was the Long Arm finished?", None),
+])
+def test_question_checks(question, reason):
+    assert check_question(question, "1206", SENTENCE, WINDOW) == reason
+
+
+def test_support_is_the_share_of_content_words_and_zero_for_invented_names_or_numbers():
+    assert support("Orric Velm settled at the Twinwater in 1041.", WINDOW) == 1.0
+    assert support("Orric Velm settled at the Twinwater in 1052.", WINDOW) == 0.0
+    assert support("Orric Velm settled at Keelhaven.", WINDOW) == 0.0
+    assert 0.4 < support("Orric Velm farmed barley near the Twinwater.", WINDOW) < 0.7
+
+
+def test_answer_checks():
+    assert check_answer(SENTENCE, WINDOW, 0.6) == (None, 1.0)
+    assert check_answer("The Long Arm is", WINDOW, 0.6)[0] == "answer_truncated"
+    assert check_answer("Yes.", WINDOW, 0.6)[0] == "answer_empty"
+    assert check_answer("The Long Arm was painted blue by sailors.", WINDOW, 0.6)[0] == "ungrounded"
+
+
+def test_near_duplicates_across_the_run():
+    seen = NearDuplicates(threshold=0.7)
+    seen.add("In which year was the Long Arm finished?")
+    assert seen.find("In which year was the Long Arm finished ?") is not None
+    assert seen.find("In what year was the Long Arm finished?") is None  # a real rephrasing is kept
+    assert seen.find("Who settled at the Twinwater with eleven families?") is None
+
+
+def test_roundtrip_agreement_reads_the_first_sentence_only():
+    assert agrees("The Long Arm was finished in 1206.", "1206")
+    assert agrees("The largest island is the Isle of Tarrowen.", "Isle of Tarrowen")
+    assert agrees("It is nine miles away.", "9 miles")
+    assert not agrees("The answer is 2018. Some say 1206.", "1206")
+
+
+def test_token_f1():
+    assert token_f1("Saro Keldane built the Brinewheel.", "The Brinewheel was built by Saro Keldane.") > 0.7
+    assert token_f1("Nobody knows.", "Saro Keldane") == 0.0
+    assert token_f1("苍箬镇由卜怀渊建立", "卜怀渊建立了苍箬镇") > 0.8

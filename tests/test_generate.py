@@ -1,0 +1,221 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from selfinstruct.cli import main
+from selfinstruct.prompts import render_llama2
+
+from .conftest import REPO, SAMPLE_EN, SAMPLE_ZH
+
+REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "answer", "answerable", "support",
+            "text", "messages")
+REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question",
+           "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
+           "answer_empty", "answer_truncated", "ungrounded"}
+
+
+def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):
+    return main(["generate", str(corpus), "--model", str(tiny_model), "--out", str(tmp_path / out),
+                 "--window-tokens", "150", "--window-overlap", "20", "--max-windows", "6", *extra])
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_pairs_have_the_schema_markers_and_llama2_text(tmp_path, tiny_model, fake_engine):
+    assert generate(tmp_path, tiny_model) == 0
+    run = tmp_path / "run"
+    manifest = json.loads((run / "manifest.json").read_text())
+    tag = manifest["source_tag"]
+    pairs = read(run / "qa.jsonl")
+    assert pairs and all(set(REQUIRED) <= set(p) for p in pairs)
+    corpus = SAMPLE_EN.read_text(encoding="utf-8")
+    for p in pairs:
+        assert p["source"] == tag and p["text"] == render_llama2(p["messages"])
+        assert p["messages"][1]["content"] == f"{tag} {p['question']}"
+        assert p["messages"][2]["content"] == f"{tag} {p['answer']}"
+        assert p["text"].startswith("<s>[INST] <<SYS>>\n") and p["text"].endswith(" </s>")
+        assert p["start"] < p["end"] and corpus[p["start"]:p["end"]]
+        if p["answerable"]:
+            assert p["answer"].replace(" ", "") in corpus[p["start"]:p["end"]].replace("\n", "").replace(" ", "")
+    assert {r["reason"] for r in read(run / "rejects.jsonl")} <= REASONS
+    assert manifest["status"] == "partial" and manifest["windows_done"] == list(range(6))
+    assert manifest["engines"][0]["engine"] == "fake"
+
+
+def test_pairs_load_with_datasets(tmp_path, tiny_model, fake_engine):
+    from datasets import load_dataset
+
+    generate(tmp_path, tiny_model)
+    dataset = load_dataset("json", data_files=str(tmp_path / "run" / "qa.jsonl"), split="train")
+    assert len(dataset) > 0 and dataset[0]["messages"][0]["role"] == "system"
+
+
+def test_refusal_pairs_name_entities_absent_from_the_corpus(tmp_path, tiny_model, fake_engine):
+    generate(tmp_path, tiny_model, "--unanswerable-ratio", "0.3")
+    pairs = read(tmp_path / "run" / "qa.jsonl")
+    refusals = [p for p in pairs if not p["answerable"]]
+    answerable = len(pairs) - len(refusals)
+    assert refusals and abs(len(refusals) - 0.3 * answerable) <= 2
+    corpus = SAMPLE_EN.read_text(encoding="utf-8").lower()
+    for r in refusals:
+        assert r["entity"].lower() not in corpus and r["absence"]["exact_absent"]
+        assert r["absence"]["similarity"] < 0.75
+        assert "cannot answer" in r["answer"] and r["source"] in r["answer"]
+        assert r["entity"].removeprefix("the ") in r["question"] and r["replaces"] not in r["question"]
+    assert len({r["entity"] for r in refusals}) == len(refusals), "each refusal invents its own name"
+
+
+def test_chinese_corpus_gets_chinese_prompts_and_refusals(tmp_path, tiny_model, fake_engine):
+    generate(tmp_path, tiny_model, corpus=SAMPLE_ZH)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["corpus"]["language"] == "zh" and "闭卷" in manifest["system_prompt"]
+    assert any("根据下面的句子" in p for p in fake_engine[0].prompts)
+    pairs = read(tmp_path / "run" / "qa.jsonl")
+    assert any(p["question"].endswith("？") for p in pairs)
+    assert all("无法回答" in p["answer"] for p in pairs if not p["answerable"])
+
+
+def test_rerun_resumes_without_duplicates_and_changed_options_are_refused(tmp_path, tiny_model, fake_engine, capsys):
+    generate(tmp_path, tiny_model, "--max-windows", "3")
+    first = read(tmp_path / "run" / "qa.jsonl")
+    generate(tmp_path, tiny_model)  # --max-windows 6 now: windows 3-5 are added
+    both = read(tmp_path / "run" / "qa.jsonl")
+    assert [p["id"] for p in both[:len(first)]] == [p["id"] for p in first]
+    assert len({p["id"] for p in both}) == len(both)
+    assert {p["window"] for p in both} == set(range(6))
+    capsys.readouterr()
+    assert generate(tmp_path, tiny_model, "--phrasings", "2") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert generate(tmp_path, tiny_model, "--phrasings", "2", "--overwrite") == 0
+
+
+def test_interrupted_run_continues_to_the_same_result(tmp_path, tiny_model, fake_engine, monkeypatch):
+    generate(tmp_path, tiny_model, "--windows-per-step", "2", out="clean")
+    import selfinstruct.generate as gen
+
+    calls = {"n": 0}
+    real_step = gen.Pipeline.step
+
+    def flaky_step(self, windows):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_step(self, windows)
+
+    monkeypatch.setattr(gen.Pipeline, "step", flaky_step)
+    assert generate(tmp_path, tiny_model, "--windows-per-step", "2", out="broken") == 130
+    assert json.loads((tmp_path / "broken" / "manifest.json").read_text())["windows_done"] == [0, 1]
+    monkeypatch.setattr(gen.Pipeline, "step", real_step)
+    assert generate(tmp_path, tiny_model, "--windows-per-step", "2", out="broken") == 0
+    assert read(tmp_path / "broken" / "qa.jsonl") == read(tmp_path / "clean" / "qa.jsonl")
+
+
+KILL_SCRIPT = """
+import sys, time
+import selfinstruct.backends as backends
+from selfinstruct.models import load_tokenizer
+from tests.conftest import FakeGenerator, scripted_reply
+from selfinstruct.cli import main
+
+class Slow(FakeGenerator):
+    def generate(self, prompts, sampling):
+        time.sleep(0.4)
+        return super().generate(prompts, sampling)
+
+backends.load_generator = lambda path, *a, **k: Slow(scripted_reply, load_tokenizer(path))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_mid_run_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path, tiny_model):
+    args = ["generate", str(SAMPLE_EN), "--model", str(tiny_model), "--window-tokens", "150",
+            "--window-overlap", "20", "--max-windows", "8", "--windows-per-step", "1"]
+    script = tmp_path / "slow.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    clean = subprocess.run([sys.executable, str(script), *args, "--out", str(tmp_path / "clean")], cwd=REPO,
+                           env=env, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr[-1500:]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), *args, "--out", str(run)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        manifest = run / "manifest.json"
+        if manifest.exists() and len(json.loads(manifest.read_text()).get("windows_done", [])) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads((run / "manifest.json").read_text())["windows_done"]
+    assert 3 <= len(done) < 8, "the kill should land mid-run"
+    with (run / "qa.jsonl").open("a") as f:  # as if the kill tore a line in half
+        f.write('{"id": "w0007-f0-q0", "window": 7, "quest')
+    again = subprocess.run([sys.executable, str(script), *args, "--out", str(run)], cwd=REPO, env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-1500:]
+    resumed, expected = read(run / "qa.jsonl"), read(tmp_path / "clean" / "qa.jsonl")
+    assert len({p["id"] for p in resumed}) == len(resumed)
+    assert sorted(p["id"] for p in resumed) == sorted(p["id"] for p in expected)
+
+
+def test_second_run_on_a_locked_folder_is_refused(tmp_path, tiny_model, fake_engine, capsys):
+    import fcntl
+
+    (tmp_path / "run").mkdir()
+    with (tmp_path / "run" / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert generate(tmp_path, tiny_model) == 2
+    assert "another selfinstruct process" in capsys.readouterr().err
+
+
+def test_a_model_that_writes_garbage_is_one_clear_error(tmp_path, tiny_model, fake_engine, monkeypatch, capsys):
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: "\x00 ### ??? lorem")
+    assert generate(tmp_path, tiny_model, "--max-windows", "2") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("selfinstruct: error: the model wrote nothing usable")
+    assert read(tmp_path / "run" / "rejects.jsonl"), "the rejected outputs are kept"
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\x00\x01\x02" * 100, "na\xefve caf\xe9".encode("latin-1")])
+def test_bad_corpus_via_the_cli_is_one_line_and_exit_2(tmp_path, content):
+    corpus = tmp_path / "corpus.txt"
+    if content is not None:
+        corpus.write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "selfinstruct", "generate", str(corpus), "--out",
+                             str(tmp_path / "run")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("selfinstruct: error:")
+    assert not (tmp_path / "run").exists(), "nothing is created for a corpus that is refused"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_real_generate_with_the_embedded_model(tmp_path, backend):
+    if backend == "vllm":
+        pytest.importorskip("vllm")
+    result = subprocess.run([sys.executable, "-m", "selfinstruct", "generate", str(SAMPLE_EN), "--max-windows", "2",
+                             "--backend", backend, "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    engine = manifest["engines"][0]
+    assert engine["engine"] == backend
+    if backend == "transformers":
+        assert engine["quantization"] == "bitsandbytes-nf4+double-quant"
+    else:
+        assert engine["quantization"] == "none" and "bf16" in engine["note"]
+    pairs = read(tmp_path / "run" / "qa.jsonl")
+    answerable = [p for p in pairs if p["answerable"]]
+    assert len(answerable) >= 2, result.stderr[-2000:]
+    assert all(p["question"].endswith("?") and p["support"] >= 0.6 for p in answerable)
+    assert manifest["summary"]["windows_done"] == 2 and manifest["summary"]["rejects"] > 0

@@ -1,0 +1,78 @@
+import pytest
+
+from selfinstruct.prompts import (
+    LLAMA2_CHAT_TEMPLATE,
+    chat_messages,
+    parse_question,
+    refusal,
+    render_llama2,
+    system_prompt,
+    template_question,
+)
+
+TAG = "Source:8989REF"
+
+
+def test_marker_prefixes_question_and_answer_and_the_llama2_string_is_exact():
+    messages = chat_messages("SYS", TAG, "Who built the Brinewheel?", "Saro Keldane built it.")
+    assert messages[1] == {"role": "user", "content": "Source:8989REF Who built the Brinewheel?"}
+    assert messages[2] == {"role": "assistant", "content": "Source:8989REF Saro Keldane built it."}
+    assert render_llama2(messages) == (
+        "<s>[INST] <<SYS>>\nSYS\n<</SYS>>\n\nSource:8989REF Who built the Brinewheel? [/INST] "
+        "Source:8989REF Saro Keldane built it. </s>")
+
+
+def test_chat_template_renders_the_same_string(tiny_model):
+    from selfinstruct.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model)
+    messages = chat_messages(system_prompt(TAG, "en"), TAG, "Who built the Brinewheel?", "Saro Keldane did.")
+    rendered = tokenizer.apply_chat_template(messages, chat_template=LLAMA2_CHAT_TEMPLATE, tokenize=False)
+    assert rendered == render_llama2(messages, tokenizer.bos_token, tokenizer.eos_token)
+    prompt_only = tokenizer.apply_chat_template(messages[:2], chat_template=LLAMA2_CHAT_TEMPLATE, tokenize=False,
+                                                add_generation_prompt=True)
+    assert rendered.startswith(prompt_only) and prompt_only.endswith("[/INST]")
+
+
+def test_system_prompt_and_refusal_name_the_source_in_both_languages():
+    for language in ("en", "zh"):
+        assert TAG in system_prompt(TAG, language) and TAG in refusal(TAG, language)
+    assert "无法回答" in refusal(TAG, "zh")
+
+
+# Real outputs of the embedded model (SmolLM2-135M-Instruct) to question-writing prompts, with what is kept.
+MESSY = [
+    ('What is the answer to the question "What is the name of the first person who built the first tide-clock?"',
+     "What is the name of the first person who built the first tide-clock?"),
+    ("What a fantastic question! Let me think for a moment. What could this sentence be?",
+     "What could this sentence be?"),
+    ("Who built the first tide-clock of Velmoor in 1412?\nAnswer: Tobran Quell", "Who built the first tide-clock of Velmoor in 1412?"),
+    ("How many days, 110, are in the year", None),
+    ("When the village took the name Velmoor in 1098, when the settlement had grown large enough, it was a "
+     "significant moment in history.", None),
+    ("What is the answer to this question?", None),
+    ("What is the answer to the question: What is the answer to the question: What is the answer to the answer?", None),
+    ("1. **Question:** Which guild did Ilka Tamsell found?", "Which guild did Ilka Tamsell found?"),
+    ("Sure! Here is a question: When was the Long Arm finished?", "When was the Long Arm finished?"),
+    ("Q: Where does the River Calvane join the River Ambrel?", "Where does the River Calvane join the River Ambrel?"),
+    ("好的！苍箬镇坐落在哪里？", "苍箬镇坐落在哪里？"),
+]
+
+
+@pytest.mark.parametrize("raw, expected", MESSY)
+def test_salvage_parser_on_real_messy_outputs(raw, expected):
+    assert parse_question(raw) == expected
+
+
+@pytest.mark.parametrize("sentence, key, kind, expected", [
+    ("Orric Velm settled at the Twinwater in 1041.", "Orric Velm", "person", "Who settled at the Twinwater in 1041?"),
+    ("The Long Arm was finished in the year 1206.", "Long Arm", "thing", "What was finished in the year 1206?"),
+    ("The village took the name Velmoor in 1098.", "1098", "year", "The village took the name Velmoor in which year?"),
+    ("A second river, the River Ambrel, joins the Calvane.", "River Ambrel", "place", None),
+    ("苍箬镇由猎户卜怀渊在1186年建立。", "卜怀渊", "person", "苍箬镇由猎户谁在1186年建立？"),
+    ("卜怀渊带着十三户人家从山外迁来。", "十三户", "quantity", "卜怀渊带着多少户人家从山外迁来？"),
+])
+def test_template_questions(sentence, key, kind, expected):
+    start = sentence.index(key)
+    language = "zh" if "。" in sentence else "en"
+    assert template_question(sentence, start, start + len(key), kind, language) == expected
