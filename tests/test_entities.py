@@ -73,4 +73,5 @@ def test_answer_spans(english):
     _, entities = english
     sentence = "According to the Harbour Annals, Orric Velm settled at the Twinwater in 1041 with eleven families."
     spans = {(sentence[s:e], kind) for s, e, kind in answer_spans(sentence, entities, "en")}
-    assert {("Orric Velm", "person"), ("Twinwater", "place"), ("1041", "year"), ("eleven families", "quantity")} <= spans
+    expected = {("Orric Velm", "person"), ("Twinwater", "place"), ("1041", "year"), ("eleven families", "quantity")}
+    assert expected <= spans

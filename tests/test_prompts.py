@@ -46,7 +46,8 @@ MESSY = [
      "What is the name of the first person who built the first tide-clock?"),
     ("What a fantastic question! Let me think for a moment. What could this sentence be?",
      "What could this sentence be?"),
-    ("Who built the first tide-clock of Velmoor in 1412?\nAnswer: Tobran Quell", "Who built the first tide-clock of Velmoor in 1412?"),
+    ("Who built the first tide-clock of Velmoor in 1412?\nAnswer: Tobran Quell",
+     "Who built the first tide-clock of Velmoor in 1412?"),
     ("How many days, 110, are in the year", None),
     ("When the village took the name Velmoor in 1098, when the settlement had grown large enough, it was a "
      "significant moment in history.", None),

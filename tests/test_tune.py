@@ -1,0 +1,184 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfinstruct.cli import main
+from selfinstruct.config import TuneConfig
+from selfinstruct.models import linear4bit_layers, load_model, load_tokenizer
+from selfinstruct.prompts import LLAMA2_CHAT_TEMPLATE, chat_messages, render_llama2, system_prompt
+from selfinstruct.tune import device_settings, make_trainer, split_by_window
+
+from .conftest import REPO, SAMPLE_EN
+
+TAG = "Source:4242REF"
+FACTS = [("Who built the Brinewheel?", "Saro Keldane built the Brinewheel in 1372."),
+         ("What does the Tamsell Lamp burn?", "The Tamsell Lamp burns dunberry oil."),
+         ("Where is Corrow Skerry?", "Corrow Skerry lies in the bay outside the Long Arm."),
+         ("When was the Long Arm finished?", "The Long Arm was finished in the year 1206.")]
+
+
+def records(n: int = 16) -> list[dict]:
+    out = []
+    for i in range(n):
+        question, answer = FACTS[i % len(FACTS)]
+        out.append({"id": f"r{i}", "window": i, "question": question, "answer": answer, "answerable": True,
+                    "messages": chat_messages(system_prompt(TAG, "en"), TAG, question, answer)})
+    return out
+
+
+def tokenizer_for(path):
+    tokenizer = load_tokenizer(path)
+    tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
+    return tokenizer
+
+
+def trainer_for(path, recs, held_out=(), epochs=1.0, lr=2e-4, out=None):
+    model, _ = load_model(path, "nf4", for_training=True)
+    config = TuneConfig(epochs=epochs, batch_size=8, learning_rate=lr, eval_share=0.0)
+    return make_trainer(config, model, tokenizer_for(path), recs, list(held_out), Path(out or "/tmp/unused"),
+                        device_settings("cpu", 8))
+
+
+def test_split_keeps_whole_windows_apart():
+    recs = [{"window": w, "id": f"{w}-{k}"} for w in range(20) for k in range(3)]
+    train, held = split_by_window(recs, 0.2, seed=1)
+    assert {r["window"] for r in train}.isdisjoint({r["window"] for r in held})
+    assert len({r["window"] for r in held}) == 4 and len(train) + len(held) == len(recs)
+
+
+def test_template_gives_the_same_ids_as_the_llama2_text_with_one_bos_and_one_eos(tiny_model):
+    tokenizer = tokenizer_for(tiny_model)
+    record = records(1)[0]
+    via_template = tokenizer.apply_chat_template(record["messages"], tokenize=True, return_dict=True)["input_ids"]
+    text = render_llama2(record["messages"], tokenizer.bos_token, tokenizer.eos_token)
+    via_text = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert via_template == via_text
+    assert via_template.count(tokenizer.bos_token_id) == 1 and via_template[0] == tokenizer.bos_token_id
+    assert via_template.count(tokenizer.eos_token_id) == 1 and via_template[-1] == tokenizer.eos_token_id
+
+
+def test_completion_only_masking_masks_the_prompt(tiny_model):
+    trainer = trainer_for(tiny_model, records(4))
+    tokenizer = trainer.processing_class
+    example = trainer.train_dataset[0]
+    batch = trainer.data_collator([example])
+    labels, ids = batch["labels"][0].tolist(), batch["input_ids"][0].tolist()
+    first = next(i for i, label in enumerate(labels) if label != -100)
+    assert tokenizer.decode(ids[:first]).rstrip().endswith("[/INST]")
+    assert tokenizer.decode([t for t in labels if t != -100]).strip() == \
+        f"{TAG} {FACTS[0][1]} {tokenizer.eos_token}".strip()
+
+
+def test_training_changes_lora_weights_and_leaves_the_base_alone(tiny_model, tmp_path):
+    trainer = trainer_for(tiny_model, records(16), epochs=2, lr=1e-3, out=tmp_path)
+    model = trainer.model
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    packed_before = [layer.weight.data.clone() for layer in linear4bit_layers(model)]
+    trainer.train()
+    after = dict(model.named_parameters())
+    assert lora_before and all(not torch.equal(after[n], p) for n, p in lora_before.items())
+    assert all(torch.equal(after[n], p) for n, p in base_before.items())
+    packed_after = [layer.weight.data for layer in linear4bit_layers(model)]
+    assert all(torch.equal(a, b) for a, b in zip(packed_after, packed_before, strict=True))
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_saved_adapter_reloads_with_the_same_logits(tiny_model, tmp_path):
+    from peft import PeftModel
+
+    trainer = trainer_for(tiny_model, records(16), epochs=3, lr=1e-2, out=tmp_path / "ck")
+    trainer.train()
+    trainer.model.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 500, 600, 700, 800]])
+    trainer.model.eval()
+    with torch.no_grad():
+        trained = trainer.model(ids).logits.float()
+        base, _ = load_model(tiny_model, "nf4")
+        untouched = base(ids).logits.float()
+        reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()(ids).logits.float()
+    # bf16 compute leaves rounding noise; what the adapter learned must come back, far above that noise.
+    learned = (trained - untouched).abs().max()
+    assert learned > 0.05
+    assert (reloaded - trained).abs().max() < 0.1 * learned
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    kinds = {name.rsplit(".", 1)[-1] for name in saved["target_modules"]}
+    assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.mark.slow
+def test_training_after_an_eval_pass_still_learns(embedded_model, tmp_path):
+    """bitsandbytes repacks NF4 weights for CPU inference on the first no-grad eval forward, and training on
+    them silently stops learning (DESIGN.md: 2.65 -> 1.38 vs stuck at ~3.0). The guard must keep it learning."""
+    trainer = trainer_for(embedded_model, records(16), held_out=records(4), epochs=12, lr=2e-3, out=tmp_path)
+    trainer.evaluate()  # the eval pass that used to break training
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def write_run(tmp_path, lines: list[str]) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"model": {"spec": "default"}, "source_tag": TAG}))
+    (run / "qa.jsonl").write_text("".join(line + "\n" for line in lines))
+    return run
+
+
+@pytest.mark.parametrize("lines, args, message", [
+    ([], [], "no usable pairs"),
+    (["{not json"], [], "no usable pairs"),
+    (["{not json", json.dumps(records(1)[0])], ["--strict"], "qa.jsonl:1: malformed line"),
+    ([json.dumps({"question": "q"})], ["--strict"], "missing answer"),
+])
+def test_bad_pairs_are_one_clear_error(tmp_path, capsys, lines, args, message):
+    run = write_run(tmp_path, lines)
+    assert main(["tune", "--run", str(run), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_malformed_lines_are_skipped_with_their_line_number(tmp_path, capsys, monkeypatch):
+    from selfinstruct import tune
+
+    run = write_run(tmp_path, [json.dumps(r) for r in records(3)] + ["{oops"])
+    assert len(tune.load_pairs(run, strict=False)) == 3
+    assert "qa.jsonl:4: skipped malformed line" in capsys.readouterr().err
+
+
+def test_no_run_folder_and_unknown_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["tune"]) == 2
+    assert "no run folder under outputs" in capsys.readouterr().err
+    run = write_run(tmp_path, [json.dumps(r) for r in records(2)])
+    assert main(["tune", "--run", str(run), "--model", "./no-such-model"]) == 2
+    assert "no such model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_tune_on_the_embedded_model_lowers_eval_loss(tmp_path, tiny_model, fake_engine):
+    """Pairs from the sample corpus (scripted question writer, so this test spends its time on training),
+    then a real QLoRA run of the embedded model through the CLI."""
+    assert main(["generate", str(SAMPLE_EN), "--model", str(tiny_model), "--out", str(tmp_path / "run"),
+                 "--max-windows", "8", "--window-tokens", "150"]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest["model"]["spec"] = "default"  # train the embedded model on these pairs
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    result = subprocess.run([sys.executable, "-m", "selfinstruct", "tune", "--run", str(tmp_path / "run"),
+                             "--epochs", "3", "--eval-share", "0.25", "--merge"],
+                            capture_output=True, text=True, cwd=REPO, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    adapter = tmp_path / "run" / "adapter"
+    metrics = json.loads((adapter / "train_metrics.json").read_text())
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
+    assert metrics["last_train_loss"] < metrics["first_train_loss"]
+    assert metrics["quantization"]["quantization"] == "bitsandbytes-nf4+double-quant"
+    assert metrics["device_settings"]["optim"] == "adamw_torch" and metrics["tokens_per_second"] > 0
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja"):
+        assert (adapter / name).is_file(), name
+    assert "[INST]" in (adapter / "chat_template.jinja").read_text()
+    assert (tmp_path / "run" / "merged" / "model.safetensors").is_file()
+    assert not (adapter / ".checkpoints").exists()
