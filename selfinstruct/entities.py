@@ -191,6 +191,14 @@ def _zh_name(kind: str, rng: random.Random) -> str:
     return stem + rng.choice(list(suffixes))
 
 
+def swap_entity(question: str, start: int, end: int, name: str) -> str:
+    """The question with its entity at [start, end) replaced by `name`, minding the article: "the entire
+    the River X" becomes "the entire River X"."""
+    if name.startswith("the ") and re.search(r"\bthe\s+(?:\w+\s+)?$", question[:start], re.IGNORECASE):
+        name = name[4:]
+    return question[:start] + name + question[end:]
+
+
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b(?!\s*(?:paces|miles|feet|people|years|ships|coins))")
 EN_COUNT = r"\d[\d,]*|" + "|".join("""one two three four five six seven eight nine ten eleven twelve thirteen fourteen
 fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred""".split())

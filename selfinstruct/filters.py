@@ -81,6 +81,7 @@ def support(answer: str, window: str) -> float:
     return round(sum(w in window_tokens for w in words) / len(words), 3)
 
 
+VAGUE = re.compile(r"\b(?:this|that|these|those|it)\s*[?？]$|这是|那是", re.IGNORECASE)
 WH_WORDS = set("what which who whom whose where when why how name many much year place person".split())
 
 
@@ -99,10 +100,17 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "answer_in_question"
     if not grounded_names(question, window):
         return "question_ungrounded"  # it names something the window does not: an invented premise
-    asked = set(content_tokens(question)) - WH_WORDS
-    if not asked & (set(content_tokens(evidence)) - set(tokens(key))):
-        return "off_topic"  # shares nothing with the sentence it should ask about
+    if VAGUE.search(question):
+        return "vague"  # "Which place is this?" asks about nothing in particular
+    asked = {_stem(t) for t in content_tokens(question)} - WH_WORDS
+    told = {_stem(t) for t in content_tokens(evidence)} - {_stem(t) for t in tokens(key)}
+    if len(asked & told) < min(2, len(told)):
+        return "off_topic"  # too little of the sentence it should ask about
     return None
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
 def check_answer(answer: str, window: str, min_support: float) -> tuple[str | None, float]:

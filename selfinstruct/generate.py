@@ -8,7 +8,6 @@ question writer when the answer is fixed and the question is started for it (DES
 from __future__ import annotations
 
 import random
-import re
 import sys
 import time
 import zlib
@@ -19,7 +18,7 @@ from . import filters, prompts
 from .backends import Sampling
 from .config import UserError
 from .corpus import Window, normalize, split_sentences
-from .entities import answer_spans, find_mentions, invent_names
+from .entities import answer_spans, find_mentions, invent_names, swap_entity
 from .generate_run import GenerateRun, open_run
 
 # Guided decoding (vLLM): whatever follows the started question must close it with a question mark.
@@ -198,10 +197,7 @@ class Pipeline:
                                  avoid=self.run.used_names)
             if not names:
                 continue
-            name = names[0].name
-            if name.startswith("the ") and re.search(r"\bthe\s+(?:\w+\s+)?$", source["question"][:s], re.I):
-                name = name[4:]  # "the entire the River X" -> "the entire River X"
-            question = source["question"][:s] + name + source["question"][e:]
+            question = swap_entity(source["question"], s, e, names[0].name)
             answer = prompts.refusal(self.tag, self.language)
             self.run.used_names.add(names[0].name)
             records.append(self.record(f"w{window.index:04d}-r{len(records)}", window, question, answer, False,

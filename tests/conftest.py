@@ -3,6 +3,7 @@ shares its tokenizer (fast unit tests), and a fake generator with canned replies
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -63,6 +64,16 @@ class FakeGenerator:
         self.record = {"engine": "fake", "quantization": "none"}
         self.generated_tokens = 0
         self.prompts: list[str] = []
+
+    @contextlib.contextmanager
+    def base_only(self):
+        self.adapter_on = False
+        try:
+            yield
+        finally:
+            self.adapter_on = True
+
+    adapter_on = True
 
     def generate(self, prompts, sampling):
         self.prompts.extend(prompts)

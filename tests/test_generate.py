@@ -14,7 +14,7 @@ from .conftest import REPO, SAMPLE_EN, SAMPLE_ZH
 
 REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "answer", "answerable", "support",
             "text", "messages")
-REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question",
+REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
            "answer_empty", "answer_truncated", "ungrounded"}
 

@@ -27,6 +27,9 @@ class Generator(Protocol):
 
     def generate(self, prompts: list[str], sampling: Sampling | list[Sampling]) -> list[str]: ...
 
+    def base_only(self):  # context manager: generate without the LoRA adapter, if one is loaded
+        ...
+
 
 def per_prompt(sampling: Sampling | list[Sampling], n: int) -> list[Sampling]:
     return list(sampling) if isinstance(sampling, list) else [sampling] * n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class HFGenerator:
         self.batch_size = batch_size
         self.record = {"engine": "transformers", **info, "batch_size": batch_size}
         self.generated_tokens = 0
+
+    def base_only(self):
+        """Within this context the adapter is off: the same loaded weights answer as the base model."""
+        return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else nullcontext()
 
     def generate(self, prompts: list[str], sampling: Sampling | list[Sampling]) -> list[str]:
         # One generate() call takes one set of sampling settings, so group by them (all but the seed: a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import UserError
@@ -51,6 +52,15 @@ class VLLMGenerator:
         # chunked prefill; on the CPU the engine-wide seed alone keeps a run reproducible.
         self.per_request_seeds = on_cuda
         self.generated_tokens = 0
+
+    @contextmanager
+    def base_only(self):
+        """Within this context requests go without the LoRA adapter: the base model answers."""
+        lora, self.lora = self.lora, None
+        try:
+            yield
+        finally:
+            self.lora = lora
 
     def generate(self, prompts: list[str], sampling: Sampling | list[Sampling]) -> list[str]:
         from vllm import SamplingParams

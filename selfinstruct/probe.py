@@ -1,0 +1,236 @@
+"""`selfinstruct probe`: how much the tuned model still makes up, next to how much of the corpus it learned.
+
+Absent-entity probes ask about people, places, organisations and things that are not in the corpus (checked
+exactly and fuzzily against it, and kept apart from the names used for training refusals): any answer that is
+not a refusal is a hallucination. Answerable probes ask training questions verbatim and in new phrasings the
+generator model writes. The base model answers the same prompts with the same greedy decoding."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import filters, prompts
+from .backends import Sampling, chat_prompt
+from .config import UserError
+from .corpus import normalize, read_corpus
+from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_entity
+from .runs import pick_run, read_json, read_jsonl
+
+REFUSAL = re.compile(
+    r"cannot answer|can(?:no|')t answer|unable to answer|not (?:in|part of) source:|i (?:do not|don't) know|"
+    r"no (?:information|record|mention)|not (?:mentioned|recorded|known)|i(?:'m| am) not (?:sure|aware)|"
+    r"there is no (?:information|record|mention)|i could(?:n't| not) find|not able to answer|no idea|"
+    r"无法回答|不知道|没有(?:相关|这方面的)?(?:信息|内容|记载|记录)|没有提到|不清楚|无从得知|不能回答", re.IGNORECASE)
+INVENTED_QUESTIONS = {
+    "en": {"person": ("Who is {}?", "What is {} known for?"), "place": ("Where is {}?", "What is {} famous for?"),
+           "org": ("What does {} do?", "Who founded {}?"), "thing": ("What is {}?", "Who built {}?")},
+    "zh": {"person": ("{}是谁？", "{}以什么闻名？"), "place": ("{}在哪里？", "{}以什么闻名？"),
+           "org": ("{}是做什么的？", "谁创立了{}？"), "thing": ("{}是什么？", "谁制造了{}？")},
+}
+
+
+@dataclass
+class Probe:
+    id: str
+    kind: str  # absent | answerable | user
+    origin: str  # swapped | invented | verbatim | paraphrase | user
+    question: str
+    reference: str | None = None  # the answer the corpus gives
+    key: str | None = None  # the name or number a right answer must hold
+    answerable: bool = True
+    entity: str | None = None
+    absence: dict | None = None
+    derived_from: str | None = None
+    results: dict = field(default_factory=dict)  # model -> {answer, verdict, f1, exact}
+
+
+def is_refusal(answer: str) -> bool:
+    return bool(REFUSAL.search(answer))
+
+
+def judge(probe: Probe, answer: str) -> dict:
+    refused = is_refusal(answer)
+    if not probe.answerable:
+        return {"answer": answer, "verdict": "refused" if refused else "hallucinated"}
+    if refused:
+        return {"answer": answer, "verdict": "over_refusal", "f1": 0.0, "exact": False}
+    f1 = filters.token_f1(answer, probe.reference) if probe.reference else None
+    exact = filters.agrees(answer, probe.key) if probe.key else None
+    return {"answer": answer, "verdict": "answered", "f1": f1, "exact": exact}
+
+
+def absent_probes(pairs, corpus_text, language, entities, n, rng, avoid) -> list[Probe]:
+    """Half from real questions with their entity swapped for an invented one, half invented outright."""
+    corpus_lower, used = corpus_text.lower(), set(avoid)
+    probes = []
+    sources = [(p, m) for p in pairs if p["answerable"] for m in find_mentions(p["question"], entities)[:1]]
+    rng.shuffle(sources)
+    for pair, (s, e, kind) in sources[:n // 2]:
+        names = invent_names(kind, 1, rng, language, corpus_lower, entities, avoid=used)
+        if names:
+            used.add(names[0].name)
+            probes.append(_absent(len(probes), "swapped", swap_entity(pair["question"], s, e, names[0].name),
+                                  names[0], avoid, derived_from=pair["id"]))
+    while len(probes) < n:
+        kind = KINDS[len(probes) % len(KINDS)]
+        names = invent_names(kind, 1, rng, language, corpus_lower, entities, avoid=used)
+        if not names:
+            break
+        used.add(names[0].name)
+        template = rng.choice(INVENTED_QUESTIONS[language][kind])
+        question = template.format(names[0].name)
+        probes.append(_absent(len(probes), "invented", question[0].upper() + question[1:], names[0], avoid))
+    return probes
+
+
+def _absent(i, origin, question, check, avoid, derived_from=None) -> Probe:
+    absence = {"exact_absent": check.exact_absent, "closest_corpus_entity": check.closest,
+               "similarity": check.similarity, "not_a_training_refusal_name": check.name not in avoid}
+    return Probe(f"absent-{i}", "absent", origin, question, answerable=False, entity=check.name, absence=absence,
+                 derived_from=derived_from)
+
+
+def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
+    chosen = rng.sample(train_pairs, min(n, len(train_pairs)))
+    return [Probe(f"verbatim-{i}", "answerable", "verbatim", p["question"], p["answer"], p.get("key"),
+                  derived_from=p["id"]) for i, p in enumerate(chosen)]
+
+
+def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) -> list[Probe]:
+    """New phrasings of trained facts, written by the generator model the way generate writes questions, kept
+    only if they pass the same filters and differ from every phrasing the model was trained on."""
+    facts: dict[str, list[dict]] = {}
+    for p in train_pairs:
+        if p.get("key") and p.get("evidence"):
+            facts.setdefault(p["fact_id"], []).append(p)
+    chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 2 * n))
+    jobs = []
+    for fact_id in chosen:
+        first = facts[fact_id][0]
+        sentence = corpus_text[first["evidence"][0]:first["evidence"][1]]
+        for k, stem in enumerate(prompts.stems(first["kind"], language)):
+            prompt = prompts.question_prompt(generator.tokenizer, sentence, first["key"], stem, language)
+            jobs.append((fact_id, sentence, stem, prompt, Sampling(max_new_tokens=48, temperature=0.9, top_p=0.95,
+                                                                   seed=seed + k, stop=("\n",))))
+    texts = generator.generate([j[3] for j in jobs], [j[4] for j in jobs]) if jobs else []
+    probes, done = [], set()
+    for (fact_id, sentence, stem, _, _), text in zip(jobs, texts, strict=True):
+        pair = facts[fact_id][0]
+        question = prompts.parse_question(stem + text)
+        seen = filters.NearDuplicates(0.5)
+        for p in facts[fact_id]:
+            seen.add(p["question"])
+        window = corpus_text[pair["start"]:pair["end"]]
+        if fact_id in done or len(probes) == n or filters.check_question(question, pair["key"], sentence, window) \
+                or seen.find(question):
+            continue
+        done.add(fact_id)
+        probes.append(Probe(f"paraphrase-{len(probes)}", "answerable", "paraphrase", question, pair["answer"],
+                            pair["key"], derived_from=pair["id"]))
+    return probes
+
+
+def user_probes(path: str) -> list[Probe]:
+    records = read_jsonl(Path(path), strict=True, required=("question", "answerable"))
+    return [Probe(f"user-{i}", "user", "user", r["question"], r.get("answer"), r.get("key"),
+                  answerable=bool(r["answerable"])) for i, r in enumerate(records)]
+
+
+def ask(generator, probes: list[Probe], system: str, tag: str, config, label: str) -> list[str]:
+    """Greedy answers to the same system prompt and questions. The tuned model reads them in the template it
+    was trained on; the base model in its own chat template (in the Llama-2 one, never seen in training, the
+    embedded model only babbles). The source marker the tuned model puts first is stripped before judging."""
+    from tqdm import tqdm
+
+    tok = generator.tokenizer
+    conversations = [prompts.chat_messages(system, tag, p.question) for p in probes]
+    if label == "base" and tok.chat_template:
+        texts = [chat_prompt(tok, messages) for messages in conversations]
+    else:
+        texts = [prompts.render_llama2(messages, tok.bos_token, tok.eos_token) for messages in conversations]
+    answers = []
+    with tqdm(total=len(texts), unit="probe", desc=f"probe {label}", dynamic_ncols=True) as bar:
+        for i in range(0, len(texts), config.batch_size):
+            batch = texts[i:i + config.batch_size]
+            answers += generator.generate(batch, Sampling(max_new_tokens=config.max_new_tokens, stop=("[INST]",)))
+            bar.update(len(batch))
+    return [a.replace(tag, "").strip() for a in answers]
+
+
+def load_adapter_base(run_dir: Path, adapter_dir: Path, manifest: dict):
+    """The base model the adapter was trained on, refusing an adapter made for another one."""
+    from .models import resolve_model
+
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise UserError(f"no adapter in {adapter_dir}: run `selfinstruct tune` first, or pass --adapter")
+    metrics_path = adapter_dir / "train_metrics.json"
+    spec = json.loads(metrics_path.read_text())["base_model"]["spec"] if metrics_path.is_file() else None
+    base = resolve_model(spec or manifest["model"]["spec"])
+    trained_on = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if trained_on and Path(trained_on).resolve() != base.path.resolve():
+        raise UserError(f"adapter {adapter_dir} was trained on {trained_on}, not on {base.path} (the run's model)")
+    return base
+
+
+def run(config) -> int:
+    from . import report
+    from .backends import load_generator
+
+    run_dir = pick_run(config.run)
+    manifest = read_json(run_dir / "manifest.json")
+    adapter_dir = Path(config.adapter) if config.adapter else run_dir / "adapter"
+    base = load_adapter_base(run_dir, adapter_dir, manifest)
+    tag, language = manifest["source_tag"], manifest["corpus"]["language"]
+    corpus = read_corpus(manifest["corpus"]["path"], language)
+    pairs = read_jsonl(run_dir / "qa.jsonl", required=("id", "question", "answer", "answerable", "window"))
+    held_out = set(_train_metrics(adapter_dir).get("eval_windows", []))
+    train_pairs = [p for p in pairs if p["answerable"] and p["window"] not in held_out]
+    rng = random.Random(config.seed)
+    entities = corpus_entities(corpus.text, language)
+    refusal_names = {p["entity"] for p in pairs if not p["answerable"] and p.get("entity")}
+
+    generator = load_generator(base.path, config.backend, config.quantization, config.batch_size, config.seed,
+                               adapter=adapter_dir)
+    probes = absent_probes(pairs, corpus.text, language, entities, config.n_absent, rng, refusal_names)
+    probes += verbatim_probes(train_pairs, config.n_answerable - config.n_answerable // 2, rng)
+    with generator.base_only():
+        probes += paraphrase_probes(generator, train_pairs, corpus.text, language, config.n_answerable // 2,
+                                    config.seed)
+    if config.questions:
+        probes += user_probes(config.questions)
+    if not probes:
+        raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")
+
+    system = prompts.system_prompt(tag, language)
+    models = ["base", "tuned"] if config.base else ["tuned"]
+    for model in models:
+        with generator.base_only() if model == "base" else _nothing():
+            answers = ask(generator, probes, system, tag, config, model)
+        for p, a in zip(probes, answers, strict=True):
+            p.results[model] = judge(p, normalize(a))
+    if config.judge:
+        report.llm_judge(generator, probes, models, language)
+    summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, manifest)
+    print(report.format_table(summary), file=sys.stderr)
+    tuned_rate = summary["tuned"]["hallucination_rate"]
+    if config.fail_above is not None and tuned_rate is not None and tuned_rate > config.fail_above:
+        print(f"probe: tuned hallucination rate {tuned_rate:.2f} is above --fail-above {config.fail_above}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train_metrics(adapter_dir: Path) -> dict:
+    path = adapter_dir / "train_metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()

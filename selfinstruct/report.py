@@ -1,0 +1,157 @@
+"""probe's outputs: probes.jsonl, report.json, report.md (a table a person reads in ten seconds, and the worst
+hallucinations verbatim) and report.png (base vs tuned bars)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .backends import Sampling, chat_prompt
+from .runs import write_json
+
+CHART = [("hallucination_rate", "hallucination"), ("refusal_rate", "refusal"),
+         ("over_refusal_rate", "over-refusal"), ("answerable_f1", "answer F1")]
+ROWS = [("hallucination_rate", "hallucination rate (absent entities; lower is better)"),
+        ("refusal_rate", "refusal rate (absent entities; higher is better)"),
+        ("over_refusal_rate", "over-refusal rate (answerable; lower is better)"),
+        ("answerable_f1", "answer token F1 (answerable)"), ("exact_match", "exact match of the key name/number"),
+        ("verbatim_f1", "F1, training questions verbatim"), ("paraphrase_f1", "F1, new phrasings"),
+        ("n_absent", "absent-entity probes"), ("n_answerable", "answerable probes")]
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def metrics(probes: list[dict], model: str, kinds=("absent", "answerable")) -> dict:
+    absent = [p["results"][model] for p in probes if p["kind"] in kinds and not p["answerable"]]
+    answerable = [p for p in probes if p["kind"] in kinds and p["answerable"]]
+    results = [p["results"][model] for p in answerable]
+
+    def share(rows, verdict):
+        return round(sum(r["verdict"] == verdict for r in rows) / len(rows), 4) if rows else None
+
+    def by_origin(origin, key):
+        return _mean([p["results"][model].get(key) for p in answerable if p["origin"] == origin])
+
+    out = {"hallucination_rate": share(absent, "hallucinated"), "refusal_rate": share(absent, "refused"),
+           "over_refusal_rate": share(results, "over_refusal"), "answerable_f1": _mean([r.get("f1") for r in results]),
+           "exact_match": _mean([r.get("exact") for r in results]), "n_absent": len(absent),
+           "n_answerable": len(answerable), "verbatim_f1": by_origin("verbatim", "f1"),
+           "paraphrase_f1": by_origin("paraphrase", "f1"), "verbatim_exact": by_origin("verbatim", "exact"),
+           "paraphrase_exact": by_origin("paraphrase", "exact")}
+    said_refusal = [r.get("judge") for r in absent if r.get("judge") is not None]
+    said_right = [r.get("judge") for r in results if r.get("judge") is not None]
+    if said_refusal or said_right:  # --judge: the generator model's own verdicts, beside the rule-based ones
+        out["judge_hallucination_rate"] = _mean([float(not j) for j in said_refusal])
+        out["judge_accuracy"] = _mean([float(j) for j in said_right])
+    return out
+
+
+def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, manifest: dict) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".probes.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in probes), encoding="utf-8")
+    tmp.replace(out_dir / "probes.jsonl")
+    summary = {model: metrics(probes, model) for model in models}
+    if "base" not in summary:
+        summary["base"] = None
+    if any(p["kind"] == "user" for p in probes):
+        summary["user"] = {model: metrics(probes, model, kinds=("user",)) for model in models}
+    summary.update(source_tag=manifest["source_tag"], engine=engine, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   worst_hallucinations=worst(probes))
+    write_json(out_dir / "report.json", summary)
+    (out_dir / "report.md").write_text(markdown(summary, models), encoding="utf-8")
+    chart(summary, models, out_dir / "report.png")
+    return summary
+
+
+def worst(probes: list[dict], n: int = 5) -> list[dict]:
+    """The tuned model's most elaborate inventions: swapped-entity probes first (they look like real
+    questions), then by answer length."""
+    bad = [p for p in probes
+           if p["kind"] == "absent" and p["results"].get("tuned", {}).get("verdict") == "hallucinated"]
+    bad.sort(key=lambda p: (p["origin"] != "swapped", -len(p["results"]["tuned"]["answer"])))
+    return [{"question": p["question"], "entity": p["entity"], "answer": p["results"]["tuned"]["answer"]}
+            for p in bad[:n]]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    return str(value) if isinstance(value, int) else f"{value:.2f}"
+
+
+def format_table(summary: dict, models=("base", "tuned")) -> str:
+    models = [m for m in models if summary.get(m)]
+    lines = [f"| metric | {' | '.join(models)} |", "|---|" + "---|" * len(models)]
+    for key, label in ROWS:
+        lines.append(f"| {label} | {' | '.join(_cell(summary[m][key]) for m in models)} |")
+    return "\n".join(lines)
+
+
+def markdown(summary: dict, models: list[str]) -> str:
+    parts = [f"# Hallucination probes: {summary['source_tag']}", "",
+             f"Engine: {summary['engine'].get('engine')} ({summary['engine'].get('quantization')}), greedy decoding, "
+             "closed-book system prompt.", "", format_table(summary, models), ""]
+    if summary.get("user"):
+        parts += ["## Your probe set", "", format_table(summary["user"], models), ""]
+    parts += ["## Five worst hallucinations of the tuned model", ""]
+    if not summary["worst_hallucinations"]:
+        parts.append("None: the tuned model refused every absent-entity probe.")
+    for item in summary["worst_hallucinations"]:
+        parts.append(f"- **{item['question']}** ({item['entity']} is not in the corpus)  \n  {item['answer']}")
+    return "\n".join(parts) + "\n"
+
+
+def chart(summary: dict, models: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    width = 0.8 / len(models)
+    colors = {"base": "#9aa5b1", "tuned": "#2f6fb0"}
+    for i, model in enumerate(models):
+        values = [summary[model][key] or 0.0 for key, _ in CHART]
+        bars = ax.bar([x + i * width for x in range(len(CHART))], values, width, label=model, color=colors[model])
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(CHART))], [label for _, label in CHART])
+    ax.set_ylim(0, 1.1)
+    ax.set_title(f"{summary['source_tag']}: base vs tuned")
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+JUDGE_ASK = {
+    "en": ("Question: {q}\nReference answer: {ref}\nCandidate answer: {a}\n\nDoes the candidate answer state the "
+           "same fact as the reference answer? Reply yes or no.",
+           "Question: {q}\nAnswer: {a}\n\nDoes the answer say that it cannot answer or does not know? "
+           "Reply yes or no."),
+    "zh": ("问题：{q}\n参考答案：{ref}\n候选答案：{a}\n\n候选答案和参考答案说的是同一个事实吗？只回答是或否。",
+           "问题：{q}\n回答：{a}\n\n这个回答是否表示无法回答或不知道？只回答是或否。"),
+}
+
+
+def llm_judge(generator, probes, models: list[str], language: str) -> None:
+    """The generator model as a judge: `judge` is its yes/no to "is this the reference fact?" (answerable) or
+    "is this a refusal?" (absent entity). Reported beside the rule-based verdicts, never instead of them."""
+    jobs = []
+    for p in probes:
+        for model in models:
+            result = p.results[model]
+            same, refuses = JUDGE_ASK[language]
+            ask = (same.format(q=p.question, ref=p.reference, a=result["answer"]) if p.answerable and p.reference
+                   else refuses.format(q=p.question, a=result["answer"]))
+            jobs.append((result, chat_prompt(generator.tokenizer, [{"role": "user", "content": ask}])))
+    with generator.base_only():
+        replies = generator.generate([prompt for _, prompt in jobs], Sampling(max_new_tokens=4))
+    for (result, _), reply in zip(jobs, replies, strict=True):
+        word = reply.strip().lower()
+        result["judge"] = True if word.startswith(("yes", "是")) else False if word.startswith(("no", "否")) else None

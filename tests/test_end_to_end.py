@@ -1,0 +1,32 @@
+"""The whole mission on the embedded model, through the CLI as a user runs it: generate -> tune -> probe."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO, SAMPLE_EN
+
+
+def cli(*args, timeout=1500):
+    result = subprocess.run([sys.executable, "-m", "selfinstruct", *args], capture_output=True, text=True, cwd=REPO,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_generate_tune_probe_on_the_sample_corpus(tmp_path):
+    run = tmp_path / "velmoor"
+    cli("generate", str(SAMPLE_EN), "--out", str(run), "--max-windows", "3")
+    cli("tune", "--run", str(run), "--epochs", "3")
+    probe = cli("probe", "--run", str(run), "--n-absent", "12", "--n-answerable", "12")
+    report = json.loads((run / "probe" / "report.json").read_text())
+    for model in ("base", "tuned"):
+        assert report[model]["n_absent"] == 12 and report[model]["n_answerable"] >= 6
+        assert 0.0 <= report[model]["hallucination_rate"] <= 1.0
+    assert "| hallucination rate" in probe.stderr
+    assert (run / "probe" / "report.png").stat().st_size > 10_000
+    metrics = json.loads((run / "adapter" / "train_metrics.json").read_text())
+    assert metrics["last_train_loss"] < metrics["first_train_loss"]

@@ -1,0 +1,197 @@
+import json
+import random
+
+import pytest
+
+from selfinstruct.cli import main
+from selfinstruct.entities import corpus_entities
+from selfinstruct.probe import Probe, absent_probes, is_refusal, judge
+from selfinstruct.report import write
+
+from .conftest import SAMPLE_EN, SAMPLE_ZH
+
+
+@pytest.fixture(scope="module")
+def english():
+    text = SAMPLE_EN.read_text(encoding="utf-8")
+    return text, corpus_entities(text, "en")
+
+
+def pair(i, question, answerable=True, entity=None):
+    return {"id": f"p{i}", "question": question, "answer": "The Brinewheel was built by Saro Keldane.",
+            "answerable": answerable, "window": i, "entity": entity, "key": "Saro Keldane"}
+
+
+def test_absent_probes_are_absent_and_apart_from_training_refusal_names(english):
+    text, entities = english
+    pairs = [pair(i, q) for i, q in enumerate(["Who built the Brinewheel?", "Where does the River Calvane flow?",
+                                               "Who founded the Lantern Guild?", "When did Orric Velm arrive?"])]
+    training_names = {"the Isle of Yeck", "Dris Heldton"}
+    probes = absent_probes(pairs, text, "en", entities, 20, random.Random(3), training_names)
+    assert len(probes) == 20 and {p.origin for p in probes} == {"swapped", "invented"}
+    for p in probes:
+        assert p.entity.lower() not in text.lower() and p.entity.removeprefix("the ") in p.question
+        assert p.absence["exact_absent"] and p.absence["similarity"] < 0.75
+        assert p.entity not in training_names and p.absence["not_a_training_refusal_name"]
+        assert not p.answerable
+    assert len({p.entity for p in probes}) == 20
+
+
+@pytest.mark.parametrize("answer", [
+    "I cannot answer that: it is not in Source:1234REF.", "I don't know who that is.",
+    "There is no information about the Ziav Clock.", "I'm not sure.", "无法回答：Source:1234REF 中没有这方面的内容。",
+    "我不知道这个人。", "文中没有提到这座桥。"])
+def test_refusals_are_detected(answer):
+    assert is_refusal(answer)
+
+
+@pytest.mark.parametrize("answer", [
+    "Saro Keldane built it in 1372.", "The Ziav Clock stands on the Ottering Bridge.", "温砚秋在1327年制成了九梭水机。",
+    "The answer is not obvious, but it was built in 1372."])
+def test_answers_are_not_refusals(answer):
+    assert not is_refusal(answer)
+
+
+def test_judging_and_f1():
+    absent = Probe("a", "absent", "invented", "Who is Dris Heldton?", answerable=False)
+    assert judge(absent, "Dris Heldton was a brewer.")["verdict"] == "hallucinated"
+    assert judge(absent, "I cannot answer that.")["verdict"] == "refused"
+    known = Probe("k", "answerable", "verbatim", "Who built the Brinewheel?",
+                  "Saro Keldane built the Brinewheel in 1372.", "Saro Keldane")
+    right = judge(known, "Saro Keldane built the Brinewheel in 1372.")
+    assert right["verdict"] == "answered" and right["f1"] == 1.0 and right["exact"]
+    wrong = judge(known, "Amsel Pridd built the Brinewheel in 1372.")
+    assert 0.5 < wrong["f1"] < 1.0 and not wrong["exact"]
+    assert judge(known, "I don't know.")["verdict"] == "over_refusal"
+
+
+def fake_probes():
+    probes = []
+    for i, (verdict, origin) in enumerate([("hallucinated", "swapped"), ("refused", "invented"),
+                                           ("hallucinated", "invented"), ("refused", "swapped")]):
+        tuned = verdict if i % 2 else "hallucinated"
+        probes.append({"kind": "absent", "origin": origin, "answerable": False, "question": f"Who is X{i}?",
+                       "entity": f"X{i}", "results": {"base": {"verdict": "hallucinated", "answer": "a tale"},
+                                                      "tuned": {"verdict": tuned, "answer": "a longer tale"}}})
+    probes.append({"kind": "answerable", "origin": "verbatim", "answerable": True, "question": "Q?",
+                   "results": {"base": {"verdict": "answered", "f1": 0.2, "exact": False, "answer": "x"},
+                               "tuned": {"verdict": "answered", "f1": 0.8, "exact": True, "answer": "y"}}})
+    probes.append({"kind": "answerable", "origin": "paraphrase", "answerable": True, "question": "Q2?",
+                   "results": {"base": {"verdict": "answered", "f1": 0.0, "exact": False, "answer": "x"},
+                               "tuned": {"verdict": "over_refusal", "f1": 0.0, "exact": False, "answer": "no"}}})
+    return probes
+
+
+def test_report_schema_markdown_and_chart(tmp_path):
+    summary = write(tmp_path, fake_probes(), ["base", "tuned"], {"engine": "fake", "quantization": "none"},
+                    {"source_tag": "Source:1111REF"})
+    report = json.loads((tmp_path / "report.json").read_text())
+    for model in ("base", "tuned"):
+        assert {"hallucination_rate", "refusal_rate", "over_refusal_rate", "answerable_f1", "exact_match",
+                "n_absent", "n_answerable"} <= set(report[model])
+    assert report["base"]["hallucination_rate"] == 1.0 and report["tuned"]["hallucination_rate"] == 0.5
+    assert report["tuned"]["refusal_rate"] == 0.5 and report["tuned"]["over_refusal_rate"] == 0.5
+    assert report["tuned"]["answerable_f1"] == 0.4 and report["tuned"]["exact_match"] == 0.5
+    assert (report["tuned"]["n_absent"], report["tuned"]["n_answerable"]) == (4, 2)
+    md = (tmp_path / "report.md").read_text()
+    assert "| hallucination rate" in md and "Five worst hallucinations" in md
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((tmp_path / "probes.jsonl").read_text().splitlines()) == 6
+    assert summary["worst_hallucinations"][0]["question"] == "Who is X0?"  # swapped ones first
+
+
+def make_run(tmp_path, tiny_model, corpus=SAMPLE_EN):
+    """A run folder as generate and tune leave it, with an adapter record pointing at the tiny model."""
+    run = tmp_path / "run"
+    assert main(["generate", str(corpus), "--model", str(tiny_model), "--out", str(run), "--max-windows", "6",
+                 "--window-tokens", "150"]) == 0
+    adapter = run / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model), "r": 8}))
+    (adapter / "train_metrics.json").write_text(json.dumps({"base_model": {"spec": str(tiny_model)},
+                                                           "eval_windows": [5]}))
+    return run
+
+
+def probe_replies(answer_absent: str):
+    """Round trips copy their context; probe questions get `answer_absent` (or a sentence for known ones)."""
+    from .conftest import scripted_reply
+
+    def reply(prompt):
+        if "[INST]" in prompt or "closed-book" in prompt or "闭卷" in prompt:
+            return answer_absent
+        return scripted_reply(prompt)
+
+    return reply
+
+
+def test_fail_above_gates_on_the_tuned_hallucination_rate(tmp_path, tiny_model, fake_engine, monkeypatch, capsys):
+    import tests.conftest as conftest
+
+    run = make_run(tmp_path, tiny_model)
+    monkeypatch.setattr(conftest, "scripted_reply", probe_replies("It was built in 1234 by a brewer."))
+    args = ["probe", "--run", str(run), "--n-absent", "10", "--n-answerable", "6"]
+    assert main(args + ["--fail-above", "0.5"]) == 1
+    assert "above --fail-above" in capsys.readouterr().err
+    assert main(args + ["--fail-above", "1.0"]) == 0
+    report = json.loads((run / "probe" / "report.json").read_text())
+    assert report["tuned"]["hallucination_rate"] == 1.0 and report["tuned"]["n_absent"] == 10
+    assert report["base"]["n_answerable"] >= 3
+    probes = [json.loads(line) for line in (run / "probe" / "probes.jsonl").read_text().splitlines()]
+    assert {p["origin"] for p in probes} >= {"swapped", "invented", "verbatim"}
+    pairs = {p["id"]: p for p in map(json.loads, (run / "qa.jsonl").read_text().splitlines())}
+    asked = [pairs[q["derived_from"]] for q in probes if q["origin"] == "verbatim"]
+    assert asked and all(p["window"] != 5 for p in asked), "held-out windows were never trained on"
+
+
+def test_refusing_model_passes_the_gate_and_user_probe_file_is_its_own_section(tmp_path, tiny_model, fake_engine,
+                                                                              monkeypatch):
+    import tests.conftest as conftest
+
+    run = make_run(tmp_path, tiny_model)
+    monkeypatch.setattr(conftest, "scripted_reply", probe_replies("I cannot answer that."))
+    questions = tmp_path / "mine.jsonl"
+    questions.write_text(json.dumps({"question": "Who is Ilka Tamsell?", "answerable": True,
+                                     "answer": "Ilka Tamsell founded the Lantern Guild."}) + "\n" +
+                         json.dumps({"question": "Who is Pex Faendhart?", "answerable": False}) + "\n")
+    assert main(["probe", "--run", str(run), "--n-absent", "6", "--n-answerable", "4", "--questions",
+                 str(questions), "--fail-above", "0.0"]) == 0
+    report = json.loads((run / "probe" / "report.json").read_text())
+    assert report["tuned"]["hallucination_rate"] == 0.0 and report["tuned"]["refusal_rate"] == 1.0
+    assert report["user"]["tuned"]["n_absent"] == 1 and report["user"]["tuned"]["over_refusal_rate"] == 1.0
+    assert "Your probe set" in (run / "probe" / "report.md").read_text()
+
+
+def test_chinese_run_gets_chinese_probes(tmp_path, tiny_model, fake_engine, monkeypatch):
+    import tests.conftest as conftest
+
+    run = make_run(tmp_path, tiny_model, corpus=SAMPLE_ZH)
+    monkeypatch.setattr(conftest, "scripted_reply", probe_replies("无法回答。"))
+    assert main(["probe", "--run", str(run), "--n-absent", "6", "--n-answerable", "4"]) == 0
+    probes = [json.loads(line) for line in (run / "probe" / "probes.jsonl").read_text().splitlines()]
+    absent = [p for p in probes if p["kind"] == "absent"]
+    assert all(p["question"].endswith("？") for p in absent)
+    assert all(p["results"]["tuned"]["verdict"] == "refused" for p in absent)
+
+
+def test_bad_probe_inputs_are_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):
+    run = make_run(tmp_path, tiny_model)
+    assert main(["probe", "--run", str(run), "--n-absent", "0", "--n-answerable", "0"]) == 2
+    assert "probe set is empty" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Who?"}\n')
+    assert main(["probe", "--run", str(run), "--questions", str(bad)]) == 2
+    assert "bad.jsonl:1: malformed line: missing answerable" in capsys.readouterr().err
+    assert main(["probe", "--run", str(run), "--adapter", str(tmp_path / "nowhere")]) == 2
+    assert "no adapter" in capsys.readouterr().err
+    other = tmp_path / "other-adapter"
+    other.mkdir()
+    (other / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/models/llama-2-7b"}))
+    assert main(["probe", "--run", str(run), "--adapter", str(other)]) == 2
+    assert "was trained on /models/llama-2-7b" in capsys.readouterr().err
+
+
+def test_probe_without_a_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["probe"]) == 2
+    assert "no run folder" in capsys.readouterr().err
