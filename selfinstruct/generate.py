@@ -221,15 +221,16 @@ class Pipeline:
                 "roundtrip": c.reply or None, **c.detail}
 
 
-def run(config) -> int:
+def run(config, generator=None) -> int:
+    """Generate pairs for the run folder; `generator` replaces the configured engine (benchmarks, tests)."""
     started = time.time()
     with open_run(config) as run_state:
         todo = run_state.todo()
         if todo:
             from .backends import load_generator
 
-            generator = load_generator(run_state.model.path, config.backend, config.quantization,
-                                       config.batch_size, config.seed)
+            generator = generator or load_generator(run_state.model.path, config.backend, config.quantization,
+                                                    config.batch_size, config.seed)
             run_state.record_engine(generator.record)
             pipeline = Pipeline(generator, run_state)
             with run_state.progress(len(todo), generator) as advance:

@@ -113,14 +113,14 @@ def make_run(tmp_path, tiny_model, corpus=SAMPLE_EN):
     return run
 
 
-def probe_replies(answer_absent: str):
-    """Round trips copy their context; probe questions get `answer_absent` (or a sentence for known ones)."""
+def probe_replies(answer: str):
+    """Question writing and round trips as in generate; every probe question gets `answer`."""
     from .conftest import scripted_reply
 
-    def reply(prompt):
+    def reply(prompt, write_question=scripted_reply):
         if "[INST]" in prompt or "closed-book" in prompt or "闭卷" in prompt:
-            return answer_absent
-        return scripted_reply(prompt)
+            return answer
+        return write_question(prompt)
 
     return reply
 
@@ -195,3 +195,20 @@ def test_probe_without_a_run_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["probe"]) == 2
     assert "no run folder" in capsys.readouterr().err
+
+
+def test_llm_judge_is_reported_beside_the_rules(tmp_path, tiny_model, fake_engine, monkeypatch):
+    import tests.conftest as conftest
+
+    run = make_run(tmp_path, tiny_model)
+    answering = probe_replies("The Ziav Clock stands on the bridge.")
+
+    def reply(prompt):
+        return "yes" if "Reply yes or no" in prompt else answering(prompt)
+
+    monkeypatch.setattr(conftest, "scripted_reply", reply)
+    assert main(["probe", "--run", str(run), "--n-absent", "6", "--n-answerable", "4", "--judge"]) == 0
+    report = json.loads((run / "probe" / "report.json").read_text())
+    # The judge says "yes, a refusal" to every absent-entity answer, the rules say "hallucination": both kept.
+    assert report["tuned"]["hallucination_rate"] == 1.0 and report["tuned"]["judge_hallucination_rate"] == 0.0
+    assert report["tuned"]["judge_accuracy"] == 1.0

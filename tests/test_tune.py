@@ -182,3 +182,19 @@ def test_real_tune_on_the_embedded_model_lowers_eval_loss(tmp_path, tiny_model, 
     assert "[INST]" in (adapter / "chat_template.jinja").read_text()
     assert (tmp_path / "run" / "merged" / "model.safetensors").is_file()
     assert not (adapter / ".checkpoints").exists()
+
+
+def test_neftune_noise_is_on_the_embeddings_during_training(tiny_model, tmp_path):
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class Spy(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            embeddings = model.get_input_embeddings()
+            seen.append((len(embeddings._forward_hooks), getattr(embeddings, "neftune_noise_alpha", None)))
+
+    trainer = trainer_for(tiny_model, records(8), epochs=1, out=tmp_path)
+    trainer.add_callback(Spy())
+    trainer.train()
+    assert seen and all(hooks >= 1 and alpha == 5.0 for hooks, alpha in seen)
