@@ -5,14 +5,15 @@ Training runs and model loads each go in a fresh process, so every peak RSS is t
 
 from __future__ import annotations
 
-import gc
 import json
 import multiprocessing
 import os
+import queue
 import re
 import resource
 import sys
 import time
+import traceback
 from pathlib import Path
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -49,12 +50,15 @@ def bench_pipeline(engine, corpus: Path, windows: int, out: Path) -> dict:
     """selfinstruct generate on `windows` windows with an already started engine, then the engine alone on
     exactly the prompts the pipeline sent: the difference is the pipeline's own cost."""
     from . import generate
-    from .config import GenerateConfig
+    from .config import GenerateConfig, UserError
 
     recorder = Recorder(engine)
     config = GenerateConfig(corpus=str(corpus), out=str(out), max_windows=windows, overwrite=True)
     tokens, start = engine.generated_tokens, time.perf_counter()
-    generate.run(config, generator=recorder)
+    try:
+        generate.run(config, generator=recorder)
+    except UserError:
+        pass  # windows that yield no pair are still a measurement of cost
     seconds = time.perf_counter() - start
     generated = engine.generated_tokens - tokens
     summary = json.loads((out / "manifest.json").read_text())["summary"]
@@ -98,6 +102,7 @@ def train_in_child(kind: str, model_path: str, run_dir: str, steps: int, adapter
     its defaults (only use_cpu added, which trl needs to start on a CPU); same model loader, LoRA and data."""
     import torch
     from peft import LoraConfig
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from .config import TuneConfig
@@ -115,7 +120,7 @@ def train_in_child(kind: str, model_path: str, run_dir: str, steps: int, adapter
 
         models.compute_dtype = lambda on=None: torch.float32  # the unquantized fp32 reference
     model, record = load_model(Path(model_path), quantization, for_training=True)
-    config = TuneConfig(epochs=1000, batch_size=8, eval_share=0)
+    config = TuneConfig(epochs=1000, batch_size=8, learning_rate=5e-4, eval_share=0)
     checkpoints = Path(run_dir) / f".bench-{kind}"
     if kind == "trl-defaults":
         from datasets import Dataset
@@ -126,6 +131,7 @@ def train_in_child(kind: str, model_path: str, run_dir: str, steps: int, adapter
                           target_modules="all-linear", task_type="CAUSAL_LM")
         trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
                              train_dataset=Dataset.from_list([as_prompt_completion(p) for p in pairs]))
+        trainer.remove_callback(PrinterCallback)  # its log lines only; costs nothing measurable
     else:
         trainer = make_trainer(config, model, tokenizer, pairs, [], checkpoints, device_settings(device(), 8))
         trainer.args.max_steps = steps
@@ -158,8 +164,31 @@ def load_in_child(model_path: str, how: str) -> dict:
 
 
 def in_child(function, *args):
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
+    """Run `function(*args)` in a fresh process (not a pool's daemon: vLLM starts workers of its own)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_child, args=(results, function, args))
+    child.start()
+    while True:
+        try:
+            ok, value = results.get(timeout=5)
+            break
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"{function.__name__} died with exit code {child.exitcode}") from None
+    child.join(timeout=60)
+    if child.is_alive():  # an engine's worker can keep it from exiting once its result is in
+        child.terminate()
+    if not ok:
+        raise RuntimeError(f"{function.__name__} failed in its process:\n{value}")
+    return value
+
+
+def _child(results, function, args) -> None:
+    try:
+        results.put((True, function(*args)))
+    except Exception:
+        results.put((False, traceback.format_exc()))
 
 
 def bench_probe(model_path: Path, adapter: Path, run_dir: Path, n: int) -> dict:
@@ -194,8 +223,8 @@ def main() -> int:
     report("naive pipeline", results["naive"])
     results["transformers"] = bench_pipeline(HFGenerator(model), SAMPLE, windows, OUT / "gen-transformers")
     report("selfinstruct transformers", results["transformers"])
-    if vllm_available():
-        results.update(bench_vllm(model, windows))
+    if vllm_available():  # in a child process: its engine's workers must be gone before training is timed
+        results.update(in_child(bench_vllm, str(model), windows))
 
     run_dir = str(OUT / "gen-transformers")
     for kind in ("trl-defaults", "selfinstruct", "selfinstruct-fp32"):
@@ -215,7 +244,7 @@ def main() -> int:
     return 0
 
 
-def bench_vllm(model: Path, windows: int) -> dict:
+def bench_vllm(model: str, windows: int) -> dict:
     """The vLLM engine: start-up, the pipeline against the naive way, and the same engine at two corpus sizes
     (the large real corpus when ../shared has it) to show that cost grows linearly once started."""
     from .backends.vllm import VLLMGenerator
@@ -232,8 +261,6 @@ def bench_vllm(model: Path, windows: int) -> dict:
     for n in sizes:
         out["scale"][str(n)] = bench_pipeline(engine, corpus, n, OUT / f"scale-{n}")
         report(f"scale {n} windows", out["scale"][str(n)])
-    del engine
-    gc.collect()  # shuts the engine's worker down before the training runs want the cores
     return out
 
 

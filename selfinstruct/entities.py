@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-KINDS = ("person", "place", "org", "thing")
+KINDS = ("person", "place", "org", "thing")  # entity kinds; answers may also be years, counts, definitions
 CAPWORD = r"[A-Z][a-z]+(?:['’][a-z]*|s['’])?(?:-[A-Za-z]+)*"
 # Words of one name stay on one line: a heading must not merge with the sentence below it.
 EN_NAME = re.compile(rf"\b(?:[Tt]he[ \t]+)?{CAPWORD}(?:[ \t]+(?:of[ \t]+(?:the[ \t]+)?|de[ \t]+|van[ \t]+)?{CAPWORD})*")
@@ -208,9 +208,41 @@ ZH_YEAR = re.compile(r"\d{3,4}年")
 ZH_QUANTITY = re.compile(rf"{ZH_NUMERAL}(?:户|人|台|名|座|条|尺|里|丈|米|天|次|只|个|家|间|匹|斤|岁|位|种|卷|年)")
 
 
+EN_DEFINITION = re.compile(
+    r"^(?:The term\s+)?(?:(?P<article>A|An|The)\s+)?_?(?P<term>[A-Za-z][A-Za-z\- ]{1,40}?)_?\s+"
+    r"(?:(?P<copula>is)\s+(?=(?:a|an|the|one of)\s)|(?P<plural>are)\s+)(?P<predicate>\w.{8,})$")
+ZH_DEFINITION = re.compile(r"^(?P<term>[\u4e00-\u9fff]{2,8})(?P<copula>是)(?:一种|一个|一座|一位|一条|一家)?"
+                           r"(?P<predicate>[\u4e00-\u9fff].{4,})$")
+NOT_A_TERM = {"it", "this", "that", "there", "he", "she", "they", "which", "what", "who", "one", "each", "all"}
+FUNCTION_WORDS = {"a", "an", "the", "of", "and", "or", "in", "on", "at", "by", "to", "for", "with", "one"}
+
+
+def definition(sentence: str, language: str) -> tuple[str, str, int, int] | None:
+    """A sentence that says what something is ("A spore is a minute mass of protoplasm ..."): the question
+    that asks for it ("What is a spore?") and the span of the first words of the answer, which a right
+    answer must hold (up to three content words, not past a comma)."""
+    match = (ZH_DEFINITION if language == "zh" else EN_DEFINITION).match(sentence.rstrip("。.!！"))
+    if not match or match["term"].lower() in NOT_A_TERM or len(match["term"].split()) > 4:
+        return None
+    start = match.start("predicate")
+    head = re.split(r"[,;:(，；：（]", sentence[start:])[0]
+    if language == "zh":
+        return f"{match['term']}是什么？", start, start + min(6, len(head))
+    content = [w for w in re.finditer(r"[A-Za-z0-9\-]+", head) if w.group().lower() not in FUNCTION_WORDS]
+    if len(content) < 2:
+        return None
+    article = f"{match['article'].lower()} " if match["article"] else ""
+    question = f"What {match['copula'] or match['plural']} {article}{match['term']}?"
+    return question, start, start + content[min(2, len(content) - 1)].end()
+
+
 def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list[tuple[int, int, str]]:
-    """Candidate answers in a sentence as (start, end, kind): its named entities, years and counted things."""
+    """Candidate answers in a sentence as (start, end, kind): what a defined term is, its named entities,
+    years and counted things."""
     spans = find_mentions(sentence, entities)
+    defined = definition(sentence, language)
+    if defined and all(defined[2] <= s or defined[1] >= e for s, e, _ in spans):
+        spans.append((defined[1], defined[2], "definition"))
     year, quantity = (ZH_YEAR, ZH_QUANTITY) if language == "zh" else (YEAR, EN_QUANTITY)
     for pattern, kind in ((year, "year"), (quantity, "quantity")):
         for match in pattern.finditer(sentence):

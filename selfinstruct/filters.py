@@ -81,7 +81,8 @@ def support(answer: str, window: str) -> float:
     return round(sum(w in window_tokens for w in words) / len(words), 3)
 
 
-VAGUE = re.compile(r"\b(?:this|that|these|those|it)\s*[?？]$|这是|那是", re.IGNORECASE)
+VAGUE = re.compile(r"\b(?:this|that|these|those|it)\s*[?？]$|\b(?:is|was|are|were|did|does|do)\s+(?:it|this|that|"
+                   r"they|these|those)\b|这是|那是", re.IGNORECASE)
 WH_WORDS = set("what which who whom whose where when why how name many much year place person".split())
 
 
@@ -104,7 +105,7 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "vague"  # "Which place is this?" asks about nothing in particular
     asked = {_stem(t) for t in content_tokens(question)} - WH_WORDS
     told = {_stem(t) for t in content_tokens(evidence)} - {_stem(t) for t in tokens(key)}
-    if len(asked & told) < min(2, len(told)):
+    if not asked or len(asked & told) < min(2, len(asked), len(told)):
         return "off_topic"  # too little of the sentence it should ask about
     return None
 

@@ -7,6 +7,7 @@ import re
 
 from .backends import chat_prompt
 from .corpus import normalize
+from .entities import definition
 
 PROMPT_VERSION = "answer-aware-1"
 
@@ -58,6 +59,7 @@ STEMS = {
     "thing": ("What", "Which", "What is the name of the"),
     "year": ("In which year", "When", "In what year"),
     "quantity": ("How many", "What number of", "How many"),
+    "definition": ("What", "What is meant by", "How would you define"),
 }
 IN_SITU = {  # what replaces the answer inside the sentence for a template question
     "en": {"person": "who", "place": "which place", "org": "which organisation", "thing": "what",
@@ -94,7 +96,10 @@ def roundtrip_prompt(tokenizer, context: str, question: str, language: str) -> s
 
 def template_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
     """The sentence with its answer replaced by a question word. In Chinese (wh-in-situ) that is a natural
-    question; in English it is one when the answer is the subject, and an echo question otherwise."""
+    question; in English it is one when the answer is the subject, and an echo question otherwise. A
+    definition is asked for by its term: "What is a spore?"."""
+    if kind == "definition":
+        return definition(sentence, language)[0]
     before, after = sentence[:start], sentence[end:].rstrip(" .。!！")
     wh = IN_SITU[language][kind]
     if language == "zh":

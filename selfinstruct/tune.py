@@ -13,7 +13,7 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -42,18 +42,27 @@ def as_prompt_completion(record: dict) -> dict:
     return {"prompt": messages[:2], "completion": messages[2:3]}
 
 
-def device_settings(on: str, batch_size: int) -> dict:
+def device_settings(on: str, batch_size: int, micro_batch_size: int | None = None) -> dict:
     """Trainer settings per device. CUDA: QLoRA's paged AdamW and gradient checkpointing (memory is what runs
-    out there). CPU (measured on the embedded model, see README Performance): no gradient checkpointing and no
-    autocast (the weights are already in the compute dtype), micro-batches of at most 4 sequences with gradient
-    accumulation, which trained 2x faster than trl's defaults at a lower peak RSS; paged optimizers need CUDA."""
+    out there). CPU (measured on the embedded model, README "Performance"): no gradient checkpointing and no
+    autocast (the weights are already in the compute dtype), micro-batches of 4 with gradient accumulation:
+    2x trl's defaults at about their peak RSS (micro-batches of 2: 1.8x at 0.8x the RSS). Paged optimizers
+    need CUDA."""
     if on == "cuda":
+        micro = micro_batch_size or batch_size
         return {"optim": "paged_adamw_32bit", "gradient_checkpointing": True, "bf16": True,
-                "per_device_train_batch_size": batch_size, "gradient_accumulation_steps": 1}
-    micro = max(d for d in range(1, min(batch_size, 4) + 1) if batch_size % d == 0)
+                "per_device_train_batch_size": micro, "gradient_accumulation_steps": batch_size // micro}
+    micro = micro_batch_size or max(d for d in range(1, min(batch_size, 4) + 1) if batch_size % d == 0)
     return {"optim": "adamw_torch", "gradient_checkpointing": False, "bf16": False, "use_cpu": True,
             "dataloader_pin_memory": False, "per_device_train_batch_size": micro,
             "gradient_accumulation_steps": batch_size // micro}
+
+
+def default_learning_rate(model_config) -> float:
+    """Rough parameter count from the shape: small models want a larger LoRA step than QLoRA's 7B+ setting."""
+    c = model_config
+    params = 12 * c.num_hidden_layers * c.hidden_size ** 2 + c.vocab_size * c.hidden_size
+    return 5e-4 if params < 1e9 else 2e-4
 
 
 def load_pairs(run_dir: Path, strict: bool) -> list[dict]:
@@ -80,7 +89,9 @@ def run(config) -> int:
     tokenizer = load_tokenizer(model_ref.path)
     tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE  # the format the pairs were written in, kept with the adapter
     model, quant = load_model(model_ref.path, config.quantization, for_training=True)
-    settings = device_settings(device(), config.batch_size)
+    if config.learning_rate is None:
+        config = replace(config, learning_rate=default_learning_rate(model.config))
+    settings = device_settings(device(), config.batch_size, config.micro_batch_size)
     adapter_dir = run_dir / "adapter"
     started = time.time()
     trainer = make_trainer(config, model, tokenizer, train, held_out, adapter_dir / ".checkpoints", settings)

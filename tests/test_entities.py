@@ -75,3 +75,26 @@ def test_answer_spans(english):
     spans = {(sentence[s:e], kind) for s, e, kind in answer_spans(sentence, entities, "en")}
     expected = {("Orric Velm", "person"), ("Twinwater", "place"), ("1041", "year"), ("eleven families", "quantity")}
     assert expected <= spans
+
+
+@pytest.mark.parametrize("sentence, language, question, key", [
+    ("A spore is a minute mass of protoplasm surrounded by a dense, tough membrane.", "en", "What is a spore?",
+     "a minute mass of protoplasm"),
+    ("_Bacilli_ are rod-shaped bacteria, usually twice as long as they are broad.", "en", "What are Bacilli?",
+     "rod-shaped bacteria"),
+    ("九梭水机是一种用水力带动的织布机。", "zh", "九梭水机是什么？", "用水力带动的"),
+])
+def test_definitions_are_answers_too(sentence, language, question, key):
+    from selfinstruct.entities import definition
+
+    asked, start, end = definition(sentence, language)
+    assert (asked, sentence[start:end]) == (question, key)
+    assert (start, end, "definition") in answer_spans(sentence, {}, language)
+
+
+@pytest.mark.parametrize("sentence", ["The Long Arm is 1,870 paces long.", "It is a small town.",
+                                      "There are three islands in the bay."])
+def test_measurements_and_pronouns_are_not_definitions(sentence):
+    from selfinstruct.entities import definition
+
+    assert definition(sentence, "en") is None
