@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff check selfinstruct tests
 
 demo: setup
-	$(BIN)/selfinstruct generate $(CORPUS) --overwrite
+	$(BIN)/selfinstruct generate $(CORPUS)
 	$(BIN)/selfinstruct tune
 	$(BIN)/selfinstruct probe
 

@@ -152,6 +152,7 @@ def train_in_child(kind: str, model_path: str, run_dir: str, steps: int, adapter
 
 
 def load_in_child(model_path: str, how: str) -> dict:
+    import psutil
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -159,8 +160,10 @@ def load_in_child(model_path: str, how: str) -> dict:
 
     kwargs = {"nf4": {"quantization_config": nf4_config(torch.bfloat16), "dtype": torch.bfloat16},
               "bf16": {"dtype": torch.bfloat16}, "fp32": {"dtype": torch.float32}}[how]
+    before = psutil.Process().memory_info().rss
     model = AutoModelForCausalLM.from_pretrained(model_path, device_map="cpu", **kwargs)
     return {"how": how, "weights_mb": model.get_memory_footprint() / 2**20,
+            "rss_added_mb": (psutil.Process().memory_info().rss - before) / 2**20,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -290,7 +293,8 @@ def ratios(r: dict) -> dict:
            "tune_peak_rss_ratio_vs_trl_defaults": _ratio(ours["peak_rss_mb"], trl["peak_rss_mb"]),
            "tune_peak_rss_ratio_vs_fp32": _ratio(ours["peak_rss_mb"], fp32["peak_rss_mb"]),
            "weights_nf4_vs_fp32": _ratio(r["load_nf4"]["weights_mb"], r["load_fp32"]["weights_mb"]),
-           "weights_nf4_vs_bf16": _ratio(r["load_nf4"]["weights_mb"], r["load_bf16"]["weights_mb"])}
+           "weights_nf4_vs_bf16": _ratio(r["load_nf4"]["weights_mb"], r["load_bf16"]["weights_mb"]),
+           "loaded_rss_nf4_vs_fp32": _ratio(r["load_nf4"]["rss_added_mb"], r["load_fp32"]["rss_added_mb"])}
     if "scale" in r:
         small, large = (r["scale"][k] for k in list(r["scale"])[1:])
         out["scale_seconds_per_window_ratio_large_vs_small"] = (large["seconds"] / large["windows"]) / (
@@ -331,8 +335,10 @@ def chart(r: dict, path: Path) -> None:
     right.bar_label(b1, fmt="%.0f")
     twin.bar_label(b2, fmt="%.1f")
     right.set_xticks(list(xs), ["trl defaults", "selfinstruct NF4", "fp32 LoRA"])
+    right.set_ylim(0, max(speed) * 1.25)
+    twin.set_ylim(0, max(rss) * 1.25)
     right.set_title("tune: train tokens/s and peak RSS")
-    right.legend(handles=[b1, b2], frameon=False, loc="upper left")
+    right.legend(handles=[b1, b2], frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     for ax in (left, right, twin):
         ax.spines[["top"]].set_visible(False)
     fig.tight_layout()

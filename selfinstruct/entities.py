@@ -59,18 +59,25 @@ def corpus_entities(text: str, language: str) -> dict[str, str]:
 
 def _en_entities(text: str) -> dict[str, str]:
     found: Counter[str] = Counter()
-    mid_sentence: set[str] = set()
+    mid_sentence, after_the, after_preposition = set(), set(), set()
     # Headings are title-cased, so every word in them looks like a name: leave them out.
     prose = "\n".join(line if re.search(r"[.!?:;\"”]\s*$", line) or len(line.split()) > 12 else ""
                       for line in text.splitlines())
     for match in EN_NAME.finditer(prose):
         name = _strip_function_words(match.group())
-        if name:
-            found[name] += 1
-            if not SENTENCE_START.search(prose[max(0, match.start() - 3):match.start()]):
-                mid_sentence.add(name)
+        if not name:
+            continue
+        found[name] += 1
+        before = prose[max(0, match.start() - 6):match.start()]
+        if not SENTENCE_START.search(before[-3:]):
+            mid_sentence.add(name)
+        if match.group().lower().startswith("the "):
+            after_the.add(name)
+        elif re.search(r"\b(?:in|at|to|from|near|of)\s+$", before):  # "in Velmoor", not "in the Brinewheel"
+            after_preposition.add(name)
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
-    return {name: en_kind(name, text) for name in found if " " in name or name in mid_sentence}
+    return {name: en_kind(name, name in after_the, name in after_preposition)
+            for name in found if " " in name or name in mid_sentence}
 
 
 def _strip_function_words(name: str) -> str:
@@ -81,18 +88,18 @@ def _strip_function_words(name: str) -> str:
     return name if len(name) > 2 and name not in EN_FUNCTION else ""
 
 
-def en_kind(name: str, text: str = "") -> str:
+def en_kind(name: str, after_the: bool = False, after_preposition: bool = False) -> str:
+    """By the head noun (Treaty of X Ford: a treaty), else: two bare capitalised words are a person, a
+    name seen after in/at/from... is a place."""
     words = name.replace("'", " ").split()
-    head = name.split(" of ")[0].split()[-1] if " of " in name else words[-1]  # Treaty of X Ford: a treaty
+    head = name.split(" of ")[0].split()[-1] if " of " in name else words[-1]
     for candidates in ([head], words):
         for kind, markers in EN_KIND_WORDS.items():
             if any(w in markers for w in candidates):
                 return kind
-    if len(words) >= 2 and not re.search(rf"\b[Tt]he\s+{re.escape(name)}", text):
+    if len(words) >= 2 and not after_the:
         return "person"
-    if text and re.search(rf"\b(?:in|at|to|from|near|of)\s+{re.escape(name)}\b", text):
-        return "place"
-    return "thing"
+    return "place" if after_preposition else "thing"
 
 
 def _zh_entities(text: str) -> dict[str, str]:
