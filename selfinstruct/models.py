@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -143,6 +144,8 @@ def load_model(path: Path, quantization: str = "nf4", for_training: bool = False
     import torch
     from transformers import AutoModelForCausalLM
 
+    # bitsandbytes warns on import that an optional kernel package (fetched from a hub) is missing.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     on, dtype = device(), compute_dtype()
     # The weights left unquantized (embeddings, norms) take the compute dtype too, so activations stay in it:
     # measured on the CPU, that halves activation memory and drops most casts of a training step.

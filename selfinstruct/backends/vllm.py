@@ -21,6 +21,7 @@ class VLLMGenerator:
         # to start when that much is not free; 2 GiB is plenty for a small model at this context length.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # its workers' deprecation chatter
         try:
             import torch
             from vllm import LLM
