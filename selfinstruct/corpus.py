@@ -13,6 +13,8 @@ from .config import UserError
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Coarse to fine; the Chinese sentence ends keep a sentence whole where a paragraph does not fit a window.
 SEPARATORS = ["\r\n\r\n", "\n\n", "\r\n", "\n", "。", "！", "？", "；", ". ", "? ", "! ", "; ", "，", ", ", " ", ""]
+# What a complete sentence ends with (a closing quote or bracket may follow its stop).
+SENTENCE_ENDINGS = (".", "!", "?", "。", "！", "？", "；", '"', "”", ")")
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9])|(?<=[。！？；])|\n\s*\n|\r\n\s*\r\n")
 
 
@@ -39,7 +41,10 @@ def read_corpus(path: str | Path, language: str = "auto") -> Corpus:
         raise UserError(f"corpus not found: {path}")
     if path.is_dir():
         raise UserError(f"corpus is a directory, not a text file: {path}")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read corpus {path}: {e.strerror}") from None
     if not raw.strip():
         raise UserError(f"corpus is empty: {path}")
     text, encoding = decode(raw, path)

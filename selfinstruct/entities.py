@@ -27,7 +27,7 @@ EN_KIND_WORDS = {
     "org": """Guild Assembly Council Order Company Society Archive Academy School College Brotherhood Court House
         Exchange Countinghouse Watch Fleet Bank League Union""".split(),
     "thing": """Lamp Clock Engine Semaphore Organ Wheel Charter Treaty Annals Book Chronicle Festival War Flood Law
-        Oath Bell Chain Windlass Reforms Kettle Heron Gull Vaunt Light""".split(),
+        Oath Bell Chain Windlass Reforms Kettle Heron Gull Vaunt""".split(),
 }
 ZH_SURNAMES = set("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
                   "姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴"
@@ -204,6 +204,23 @@ def swap_entity(question: str, start: int, end: int, name: str) -> str:
     if name.startswith("the ") and re.search(r"\bthe\s+(?:\w+\s+)?$", question[:start], re.IGNORECASE):
         name = name[4:]
     return question[:start] + name + question[end:]
+
+
+def swap_in_invented(pairs: list[dict], n: int, rng: random.Random, language: str, corpus_lower: str,
+                     entities: dict[str, str], avoid: set[str]) -> list[tuple[dict, str, Absence, str]]:
+    """Up to `n` of the pairs' questions with their first named entity swapped for an invented name of the same
+    kind, absent from the corpus and from `avoid` (which grows by each name used). Each comes back as
+    (pair, new question, the name's absence check, the text it replaced)."""
+    sources = [(p, m) for p in pairs for m in find_mentions(p["question"], entities)[:1]]
+    rng.shuffle(sources)
+    swapped = []
+    for pair, (start, end, kind) in sources[:max(0, n)]:
+        names = invent_names(kind, 1, rng, language, corpus_lower, entities, avoid=avoid)
+        if names:
+            avoid.add(names[0].name)
+            question = pair["question"]
+            swapped.append((pair, swap_entity(question, start, end, names[0].name), names[0], question[start:end]))
+    return swapped
 
 
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b(?!\s*(?:paces|miles|feet|people|years|ships|coins))")

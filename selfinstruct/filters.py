@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from .corpus import SENTENCE_ENDINGS
+
 STOPWORDS = set("""a an the of in on at to for from by with and or but is are was were be been being it its this that
 these those as into than then there their they he she his her him them which who whom whose what when where why how
 did does do had has have not no so such also about after before during over under most many some all any each
@@ -118,7 +120,7 @@ def check_answer(answer: str, window: str, min_support: float) -> tuple[str | No
     score = support(answer, window)
     if len(tokens(answer)) < 3:
         return "answer_empty", score
-    if not answer.rstrip().endswith((".", "!", "?", "。", "！", "？", '"', "”", ")")):
+    if not answer.rstrip().endswith(SENTENCE_ENDINGS):
         return "answer_truncated", score
     if score < min_support:
         return "ungrounded", score

@@ -2,7 +2,7 @@
 
 Answer-aware generation: the pipeline picks each answer (a name, year or count in a sentence of the window),
 the model writes questions that ask for it, and only questions that pass every filter and that the model
-itself answers correctly from the window are kept. A small model is a weak free writer but a usable
+itself answers correctly from the fact's sentence are kept. A small model is a weak free writer but a usable
 question writer when the answer is fixed and the question is started for it (DESIGN.md)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from . import filters, prompts
 from .backends import Sampling
 from .config import UserError
-from .corpus import Window, normalize, split_sentences
-from .entities import answer_spans, find_mentions, invent_names, swap_entity
+from .corpus import SENTENCE_ENDINGS, Window, normalize, split_sentences
+from .entities import answer_spans, swap_in_invented
 from .generate_run import GenerateRun, open_run
 
 # Guided decoding (vLLM): whatever follows the started question must close it with a question mark.
@@ -57,12 +57,12 @@ def seed_for(*parts) -> int:
 
 
 def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n: int, seed: int) -> list[Fact]:
-    """Up to `n` answers from different sentences of the window, spreading over answer kinds. Sentences
-    wholly inside the previous window's overlap were already asked about there."""
+    """Up to `n` answers, one per sentence before any sentence gets a second, spreading over answer kinds.
+    Sentences wholly inside the previous window's overlap belong to that window's pool and are skipped here."""
     by_sentence = []
     for start, end in split_sentences(window.text, window.start):
         sentence = window.text[start - window.start:end - window.start]
-        if end <= seen_until or not sentence.endswith((".", "!", "?", "。", "！", "？", "；")):
+        if end <= seen_until or not sentence.endswith(SENTENCE_ENDINGS):
             continue  # already seen, or a heading
         if len(filters.tokens(sentence)) < 6 or sentence.startswith(PRONOUN_START):
             continue  # too short to hold a fact, or not self-contained
@@ -71,11 +71,12 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
             by_sentence.append((start, end, sentence, spans))
     random.Random(seed_for(seed, window.index)).shuffle(by_sentence)
     facts, kinds_used = [], Counter()
-    for round_ in range(3):  # first one answer per sentence, then a second, a third
+    for _ in range(3):  # first one answer per sentence, then a second, a third
         for start, end, sentence, spans in by_sentence:
-            if len(facts) == n or round_ >= len(spans):
+            if len(facts) == n or not spans:
                 continue
-            s, e, kind = sorted(spans, key=lambda sp: kinds_used[sp[2]])[round_]
+            s, e, kind = min(spans, key=lambda sp: kinds_used[sp[2]])  # the kind asked least so far
+            spans.remove((s, e, kind))
             kinds_used[kind] += 1
             facts.append(Fact(f"w{window.index:04d}-f{len(facts)}", window, sentence, start, end,
                               sentence[s:e], s, e, kind))
@@ -100,8 +101,10 @@ class Pipeline:
         for w in windows:
             mine = [c for c in candidates if c.fact.window.index == w.index]
             accepted = self.accept(facts[w.index], mine)
-            accepted += self.refusals(w, accepted)
-            results.append((w, accepted, [self.reject_record(c) for c in mine if c.reason]))
+            self.run.count(accepted)  # the refusal quota follows the answerable count so far
+            refused = self.refusals(w, accepted)
+            self.run.count(refused)
+            results.append((w, accepted + refused, [self.reject_record(c) for c in mine if c.reason]))
         return results
 
     def write_questions(self, facts: list[Fact]) -> list[Candidate]:
@@ -109,12 +112,15 @@ class Pipeline:
         sampled. Template candidates (the sentence with the answer swapped for a question word) are pooled
         in too; the same filters judge both, and `origin` records which wrote each kept question."""
         cfg, tok = self.config, self.generator.tokenizer
-        jobs, candidates = [], []
+        jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
             for p in range(cfg.phrasings):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)
                 for c in range(cfg.candidates):
+                    if c == 0 and (prompt, stem) in greedy_asked:
+                        continue  # same stem twice (Chinese has none): greedy would write the same question
+                    greedy_asked.add((prompt, stem))
                     jobs.append((Candidate(fact, p, "model", ""), prompt, stem,
                                  self.sampling(c, fact.id, p, c)))
             question = prompts.template_question(fact.sentence, fact.key_start, fact.key_end, fact.kind,
@@ -122,11 +128,11 @@ class Pipeline:
             candidates.append(Candidate(fact, 0, "template", question or "", question,
                                         None if question else "unparseable"))
         self.generate_and_parse(jobs)
-        # A fact the model wrote nothing parseable for gets one retry with other seeds, as the issue asks.
+        # A fact the model wrote nothing parseable for gets one retry, every job sampled with a fresh seed.
         failed = {c.fact.id for c, *_ in jobs} - {c.fact.id for c, *_ in jobs if c.question}
         retry = [(Candidate(c.fact, c.phrasing, "model", ""), prompt, stem,
-                  self.sampling(1, c.fact.id, c.phrasing, "retry"))
-                 for c, prompt, stem, _ in jobs if c.fact.id in failed]
+                  self.sampling(1, c.fact.id, c.phrasing, "retry", j))
+                 for j, (c, prompt, stem, _) in enumerate(jobs) if c.fact.id in failed]
         self.generate_and_parse(retry)
         for c, *_ in jobs + retry:
             c.reason = None if c.question else "unparseable"
@@ -150,7 +156,7 @@ class Pipeline:
     def roundtrip(self, candidates: list[Candidate]) -> None:
         """The model answers each question from the fact's sentence (or its whole window, with
         --roundtrip-context window); its answer must hold the fact's key. Measured with the embedded model on
-        ten good questions: 9 answered right from the sentence, 4 from a two-window context."""
+        ten good questions: 9 answered right from the sentence, 4 from the whole window."""
         if not self.config.roundtrip or not candidates:
             return
         tok = self.generator.tokenizer
@@ -167,10 +173,11 @@ class Pipeline:
     def accept(self, facts: list[Fact], candidates: list[Candidate]) -> list[dict]:
         records = []
         for fact in facts:
+            # The answer is the fact's own sentence, so it is grounded by construction; the check guards that.
             answer = normalize(fact.sentence)
+            problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
             kept = 0
             for c in (c for c in candidates if c.fact is fact and not c.reason):
-                problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
                 twin = self.run.duplicates.find(c.question)
                 if problem or twin or kept == self.config.phrasings:
                     c.reason = problem or ("duplicate" if twin else "surplus_phrasing")
@@ -186,29 +193,18 @@ class Pipeline:
     def refusals(self, window: Window, accepted: list[dict]) -> list[dict]:
         """Pairs whose question names an entity absent from the corpus and whose answer is the refusal:
         a real question of this window with its entity swapped for an invented one of the same kind."""
-        self.run.count(accepted)
         want = round(self.config.unanswerable_ratio * self.run.answerable) - self.run.refused
         rng = random.Random(seed_for(self.config.seed, "refusal", window.index))
-        sources = [(r, m) for r in accepted for m in find_mentions(r["question"], self.run.entities)[:1]]
-        rng.shuffle(sources)
-        records = []
-        for source, (s, e, kind) in sources[:max(0, want)]:
-            names = invent_names(kind, 1, rng, self.language, self.run.corpus_lower, self.run.entities,
-                                 avoid=self.run.used_names)
-            if not names:
-                continue
-            question = swap_entity(source["question"], s, e, names[0].name)
-            answer = prompts.refusal(self.tag, self.language)
-            self.run.used_names.add(names[0].name)
-            records.append(self.record(f"w{window.index:04d}-r{len(records)}", window, question, answer, False,
-                                       filters.support(answer, window.text), entity=names[0].name,
-                                       replaces=source["question"][s:e], derived_from=source["id"],
-                                       absence={"exact_absent": names[0].exact_absent,
-                                                "closest": names[0].closest, "similarity": names[0].similarity}))
-        self.run.count(records)
-        return records
+        swapped = swap_in_invented(accepted, want, rng, self.language, self.run.corpus_lower, self.run.entities,
+                                   avoid=self.run.used_names)
+        answer = prompts.refusal(self.tag, self.language)
+        return [self.record(f"w{window.index:04d}-r{i}", window, question, answer, False, None, entity=name.name,
+                            replaces=replaced, derived_from=source["id"],
+                            absence={"exact_absent": name.exact_absent, "closest": name.closest,
+                                     "similarity": name.similarity})
+                for i, (source, question, name, replaced) in enumerate(swapped)]
 
-    def record(self, id_: str, window: Window, question: str, answer: str, answerable: bool, score: float,
+    def record(self, id_: str, window: Window, question: str, answer: str, answerable: bool, score: float | None,
                fact_id: str | None = None, **extra) -> dict:
         messages = prompts.chat_messages(self.system, self.tag, question, answer)
         return {"id": id_, "source": self.tag, "window": window.index, "start": window.start, "end": window.end,

@@ -20,14 +20,16 @@ from .filters import NearDuplicates
 from .models import load_tokenizer, resolve_model
 from .runs import append_jsonl, read_json, run_lock, write_json
 
-# Options that do not change which pairs come out, so a resume may change them.
-FREE_OPTIONS = {"out", "max_windows", "overwrite", "batch_size", "windows_per_step"}
+# Options that do not change which pairs come out, so a resume may change them. The corpus and the model are
+# compared by what they are (the file's hash, the resolved model folder), not by how they were spelled.
+FREE_OPTIONS = {"out", "max_windows", "overwrite", "batch_size", "windows_per_step", "corpus", "model"}
 
 
 class GenerateRun:
     def __init__(self, config, run_dir: Path):
         self.config, self.dir = config, run_dir
         self.corpus = read_corpus(config.corpus, config.language)
+        self.model = resolve_model(config.model)
         self.tag = config.source_tag or source_tag(self.corpus.sha256)
         self.options = {k: v for k, v in dataclasses.asdict(config).items() if k not in FREE_OPTIONS}
         self.qa_path, self.rejects_path = run_dir / "qa.jsonl", run_dir / "rejects.jsonl"
@@ -50,7 +52,6 @@ class GenerateRun:
                                 "pass --overwrite to replace it, or --out for a new folder")
             if self.config.overwrite:
                 self.clear()
-        self.model = resolve_model(self.config.model)
         self.windows = split_windows(self.corpus, load_tokenizer(self.model.path), self.config.window_tokens,
                                      self.config.window_overlap)
         self.manifest = read_json(self.manifest_path) if self.manifest_path.exists() else self.new_manifest()
@@ -59,6 +60,7 @@ class GenerateRun:
 
     def changes_against(self, old: dict) -> list[str]:
         changed = ["corpus"] if old.get("corpus", {}).get("sha256") != self.corpus.sha256 else []
+        changed += ["model"] if old.get("model", {}).get("path") != str(self.model.path) else []
         old_options = old.get("options", {})
         changed += [k for k in self.options if old_options.get(k) != self.options[k]]
         return changed
@@ -66,14 +68,14 @@ class GenerateRun:
     def clear(self) -> None:
         for name in ("qa.jsonl", "rejects.jsonl", "manifest.json"):
             (self.dir / name).unlink(missing_ok=True)
-        for name in ("adapter", "probe"):  # trained on or probing the data being replaced
+        for name in ("adapter", "merged", "probe"):  # trained on or probing the data being replaced
             shutil.rmtree(self.dir / name, ignore_errors=True)
 
     def new_manifest(self) -> dict:
         c = self.corpus
         return {"selfinstruct": __version__, "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "corpus": {"path": str(c.path), "sha256": c.sha256, "encoding": c.encoding, "language": c.language,
-                           "characters": len(c.text)},
+                "corpus": {"path": str(c.path.resolve()), "sha256": c.sha256, "encoding": c.encoding,
+                           "language": c.language, "characters": len(c.text)},
                 "source_tag": self.tag, "system_prompt": prompts.system_prompt(self.tag, c.language),
                 "model": {"spec": self.model.spec, "path": str(self.model.path), "origin": self.model.origin},
                 "prompt_version": prompts.PROMPT_VERSION, "seed": self.config.seed, "options": self.options,
@@ -179,7 +181,7 @@ def _window_of(line: str) -> int | None:
 @contextmanager
 def open_run(config):
     run_dir = config.run_dir()
-    state = GenerateRun(config, run_dir)  # reads and validates the corpus before anything is created
+    state = GenerateRun(config, run_dir)  # checks the corpus and the model before anything is created
     with run_lock(run_dir):
         state.open()
         yield state

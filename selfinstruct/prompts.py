@@ -58,7 +58,7 @@ STEMS = {
     "org": ("Which organisation", "What", "Which group"),
     "thing": ("What", "Which", "What is the name of the"),
     "year": ("In which year", "When", "In what year"),
-    "quantity": ("How many", "What number of", "How many"),
+    "quantity": ("How many", "What number of", "What is the number of"),
     "definition": ("What", "What is meant by", "How would you define"),
 }
 IN_SITU = {  # what replaces the answer inside the sentence for a template question

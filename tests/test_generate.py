@@ -8,6 +8,9 @@ import time
 import pytest
 
 from selfinstruct.cli import main
+from selfinstruct.corpus import Window, normalize
+from selfinstruct.entities import corpus_entities
+from selfinstruct.generate import pick_facts
 from selfinstruct.prompts import render_llama2
 
 from .conftest import REPO, SAMPLE_EN, SAMPLE_ZH
@@ -42,8 +45,9 @@ def test_pairs_have_the_schema_markers_and_llama2_text(tmp_path, tiny_model, fak
         assert p["messages"][2]["content"] == f"{tag} {p['answer']}"
         assert p["text"].startswith("<s>[INST] <<SYS>>\n") and p["text"].endswith(" </s>")
         assert p["start"] < p["end"] and corpus[p["start"]:p["end"]]
-        if p["answerable"]:
-            assert p["answer"].replace(" ", "") in corpus[p["start"]:p["end"]].replace("\n", "").replace(" ", "")
+        if p["answerable"]:  # the answer is the evidence sentence, which lies inside the window
+            s, e = p["evidence"]
+            assert p["start"] <= s < e <= p["end"] and p["answer"] == normalize(corpus[s:e])
     assert {r["reason"] for r in read(run / "rejects.jsonl")} <= REASONS
     assert manifest["status"] == "partial" and manifest["windows_done"] == list(range(6))
     assert manifest["engines"][0]["engine"] == "fake"
@@ -79,7 +83,8 @@ def test_chinese_corpus_gets_chinese_prompts_and_refusals(tmp_path, tiny_model, 
     assert any("根据下面的句子" in p for p in fake_engine[0].prompts)
     pairs = read(tmp_path / "run" / "qa.jsonl")
     assert any(p["question"].endswith("？") for p in pairs)
-    assert all("无法回答" in p["answer"] for p in pairs if not p["answerable"])
+    refusals = [p for p in pairs if not p["answerable"]]
+    assert refusals and all("无法回答" in p["answer"] for p in refusals)
 
 
 def test_rerun_resumes_without_duplicates_and_changed_options_are_refused(tmp_path, tiny_model, fake_engine, capsys):
@@ -217,5 +222,17 @@ def test_real_generate_with_the_embedded_model(tmp_path, backend):
     pairs = read(tmp_path / "run" / "qa.jsonl")
     answerable = [p for p in pairs if p["answerable"]]
     assert len(answerable) >= 2, result.stderr[-2000:]
-    assert all(p["question"].endswith("?") and p["support"] >= 0.6 for p in answerable)
+    assert all(p["question"].endswith("?") and p["support"] == 1.0 for p in answerable)
     assert manifest["summary"]["windows_done"] == 2 and manifest["summary"]["rejects"] > 0
+
+
+def test_facts_are_never_picked_twice_and_spread_over_sentences():
+    text = ("Orric Velm settled at the Twinwater in 1041 with twelve families. "
+            "Saro Keldane built the Brinewheel in 1372 for the Lantern Guild.")
+    entities = corpus_entities(text * 3, "en")
+    window = Window(0, 0, len(text), text)
+    for seed in range(8):
+        facts = pick_facts(window, -1, entities, "en", n=10, seed=seed)
+        spans = [(f.start, f.key_start, f.key_end) for f in facts]
+        assert len(facts) >= 4 and len(set(spans)) == len(spans), [f.key for f in facts]
+        assert {f.start for f in facts[:2]} == {0, text.index("Saro")}, "one per sentence before a second"
