@@ -7,10 +7,10 @@ generator model writes. The base model answers the same prompts with the same gr
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from . import filters, prompts
 from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
-from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_entity
+from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
 from .runs import pick_run, read_json, read_jsonl
 
 REFUSAL = re.compile(
@@ -67,15 +67,10 @@ def judge(probe: Probe, answer: str) -> dict:
 def absent_probes(pairs, corpus_text, language, entities, n, rng, avoid) -> list[Probe]:
     """Half from real questions with their entity swapped for an invented one, half invented outright."""
     corpus_lower, used = corpus_text.lower(), set(avoid)
-    probes = []
-    sources = [(p, m) for p in pairs if p["answerable"] for m in find_mentions(p["question"], entities)[:1]]
-    rng.shuffle(sources)
-    for pair, (s, e, kind) in sources[:n // 2]:
-        names = invent_names(kind, 1, rng, language, corpus_lower, entities, avoid=used)
-        if names:
-            used.add(names[0].name)
-            probes.append(_absent(len(probes), "swapped", swap_entity(pair["question"], s, e, names[0].name),
-                                  names[0], avoid, derived_from=pair["id"]))
+    answerable = [p for p in pairs if p["answerable"]]
+    probes = [_absent(i, "swapped", question, name, avoid, derived_from=pair["id"])
+              for i, (pair, question, name, _) in enumerate(
+                  swap_in_invented(answerable, n // 2, rng, language, corpus_lower, entities, avoid=used))]
     while len(probes) < n:
         kind = KINDS[len(probes) % len(KINDS)]
         names = invent_names(kind, 1, rng, language, corpus_lower, entities, avoid=used)
@@ -103,7 +98,10 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
 
 def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) -> list[Probe]:
     """New phrasings of trained facts, written by the generator model the way generate writes questions, kept
-    only if they pass the same filters and differ from every phrasing the model was trained on."""
+    only if they pass the same filters and differ from every question the model was trained on."""
+    trained = filters.NearDuplicates(0.5)
+    for p in train_pairs:
+        trained.add(p["question"])
     facts: dict[str, list[dict]] = {}
     for p in train_pairs:
         if p.get("key") and p.get("evidence"):
@@ -122,12 +120,9 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) ->
     for (fact_id, sentence, stem, _, _), text in zip(jobs, texts, strict=True):
         pair = facts[fact_id][0]
         question = prompts.parse_question(stem + text)
-        seen = filters.NearDuplicates(0.5)
-        for p in facts[fact_id]:
-            seen.add(p["question"])
         window = corpus_text[pair["start"]:pair["end"]]
         if fact_id in done or len(probes) == n or filters.check_question(question, pair["key"], sentence, window) \
-                or seen.find(question):
+                or trained.find(question):
             continue
         done.add(fact_id)
         probes.append(Probe(f"paraphrase-{len(probes)}", "answerable", "paraphrase", question, pair["answer"],
@@ -137,8 +132,11 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) ->
 
 def user_probes(path: str) -> list[Probe]:
     records = read_jsonl(Path(path), strict=True, required=("question", "answerable"))
+    for number, r in enumerate(records, 1):
+        if not isinstance(r["answerable"], bool) or not isinstance(r["question"], str):
+            raise UserError(f"{path}: record {number}: question must be text and answerable true or false")
     return [Probe(f"user-{i}", "user", "user", r["question"], r.get("answer"), r.get("key"),
-                  answerable=bool(r["answerable"])) for i, r in enumerate(records)]
+                  answerable=r["answerable"]) for i, r in enumerate(records)]
 
 
 def ask(generator, probes: list[Probe], system: str, tag: str, config, label: str) -> list[str]:
@@ -162,16 +160,15 @@ def ask(generator, probes: list[Probe], system: str, tag: str, config, label: st
     return [a.replace(tag, "").strip() for a in answers]
 
 
-def load_adapter_base(run_dir: Path, adapter_dir: Path, manifest: dict):
+def load_adapter_base(adapter_dir: Path, manifest: dict):
     """The base model the adapter was trained on, refusing an adapter made for another one."""
     from .models import resolve_model
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise UserError(f"no adapter in {adapter_dir}: run `selfinstruct tune` first, or pass --adapter")
-    metrics_path = adapter_dir / "train_metrics.json"
-    spec = json.loads(metrics_path.read_text())["base_model"]["spec"] if metrics_path.is_file() else None
+    spec = _train_metrics(adapter_dir).get("base_model", {}).get("spec")
     base = resolve_model(spec or manifest["model"]["spec"])
-    trained_on = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    trained_on = read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
     if trained_on and Path(trained_on).resolve() != base.path.resolve():
         raise UserError(f"adapter {adapter_dir} was trained on {trained_on}, not on {base.path} (the run's model)")
     return base
@@ -184,9 +181,12 @@ def run(config) -> int:
     run_dir = pick_run(config.run)
     manifest = read_json(run_dir / "manifest.json")
     adapter_dir = Path(config.adapter) if config.adapter else run_dir / "adapter"
-    base = load_adapter_base(run_dir, adapter_dir, manifest)
+    base = load_adapter_base(adapter_dir, manifest)
     tag, language = manifest["source_tag"], manifest["corpus"]["language"]
     corpus = read_corpus(manifest["corpus"]["path"], language)
+    if corpus.sha256 != manifest["corpus"]["sha256"]:
+        raise UserError(f"{corpus.path} changed since {run_dir} was generated: its spans no longer match; "
+                        "run generate again")
     pairs = read_jsonl(run_dir / "qa.jsonl", required=("id", "question", "answer", "answerable", "window"))
     held_out = set(_train_metrics(adapter_dir).get("eval_windows", []))
     train_pairs = [p for p in pairs if p["answerable"] and p["window"] not in held_out]
@@ -209,7 +209,7 @@ def run(config) -> int:
     system = prompts.system_prompt(tag, language)
     models = ["base", "tuned"] if config.base else ["tuned"]
     for model in models:
-        with generator.base_only() if model == "base" else _nothing():
+        with generator.base_only() if model == "base" else nullcontext():
             answers = ask(generator, probes, system, tag, config, model)
         for p, a in zip(probes, answers, strict=True):
             p.results[model] = judge(p, normalize(a))
@@ -227,10 +227,4 @@ def run(config) -> int:
 
 def _train_metrics(adapter_dir: Path) -> dict:
     path = adapter_dir / "train_metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _nothing():
-    from contextlib import nullcontext
-
-    return nullcontext()
+    return read_json(path) if path.is_file() else {}

@@ -143,13 +143,17 @@ def llm_judge(generator, probes, models: list[str], language: str) -> None:
     """The generator model as a judge: `judge` is its yes/no to "is this the reference fact?" (answerable) or
     "is this a refusal?" (absent entity). Reported beside the rule-based verdicts, never instead of them."""
     jobs = []
+    same, refuses = JUDGE_ASK[language]
     for p in probes:
+        if p.answerable and not p.reference:
+            continue  # nothing to compare with, and a refusal verdict would be read as "right"
         for model in models:
             result = p.results[model]
-            same, refuses = JUDGE_ASK[language]
-            ask = (same.format(q=p.question, ref=p.reference, a=result["answer"]) if p.answerable and p.reference
+            ask = (same.format(q=p.question, ref=p.reference, a=result["answer"]) if p.answerable
                    else refuses.format(q=p.question, a=result["answer"]))
             jobs.append((result, chat_prompt(generator.tokenizer, [{"role": "user", "content": ask}])))
+    if not jobs:
+        return
     with generator.base_only():
         replies = generator.generate([prompt for _, prompt in jobs], Sampling(max_new_tokens=4))
     for (result, _), reply in zip(jobs, replies, strict=True):

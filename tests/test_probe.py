@@ -26,7 +26,10 @@ def test_absent_probes_are_absent_and_apart_from_training_refusal_names(english)
     text, entities = english
     pairs = [pair(i, q) for i, q in enumerate(["Who built the Brinewheel?", "Where does the River Calvane flow?",
                                                "Who founded the Lantern Guild?", "When did Orric Velm arrive?"])]
-    training_names = {"the Isle of Yeck", "Dris Heldton"}
+    # The names the same seed draws when nothing is avoided stand in for training refusal names, so avoiding
+    # them is really tested.
+    first = absent_probes(pairs, text, "en", entities, 20, random.Random(3), set())
+    training_names = {p.entity for p in first[::2]}
     probes = absent_probes(pairs, text, "en", entities, 20, random.Random(3), training_names)
     assert len(probes) == 20 and {p.origin for p in probes} == {"swapped", "invented"}
     for p in probes:
@@ -189,6 +192,19 @@ def test_bad_probe_inputs_are_one_clear_error(tmp_path, tiny_model, fake_engine,
     (other / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/models/llama-2-7b"}))
     assert main(["probe", "--run", str(run), "--adapter", str(other)]) == 2
     assert "was trained on /models/llama-2-7b" in capsys.readouterr().err
+    bad.write_text('{"question": "Who?", "answerable": "false"}\n')  # a string, not a bool: refused, not True
+    assert main(["probe", "--run", str(run), "--questions", str(bad)]) == 2
+    assert "answerable true or false" in capsys.readouterr().err
+
+
+def test_probe_refuses_a_corpus_changed_since_generate(tmp_path, tiny_model, fake_engine, capsys):
+    corpus = tmp_path / "velmoor.txt"
+    corpus.write_text(SAMPLE_EN.read_text(encoding="utf-8"), encoding="utf-8")
+    run = make_run(tmp_path, tiny_model, corpus=corpus)
+    with corpus.open("a", encoding="utf-8") as f:
+        f.write("\nA late addendum shifts nothing before it, but the hash changes.\n")
+    assert main(["probe", "--run", str(run)]) == 2
+    assert "changed since" in capsys.readouterr().err
 
 
 def test_probe_without_a_run_folder(tmp_path, monkeypatch, capsys):
@@ -207,8 +223,15 @@ def test_llm_judge_is_reported_beside_the_rules(tmp_path, tiny_model, fake_engin
         return "yes" if "Reply yes or no" in prompt else answering(prompt)
 
     monkeypatch.setattr(conftest, "scripted_reply", reply)
-    assert main(["probe", "--run", str(run), "--n-absent", "6", "--n-answerable", "4", "--judge"]) == 0
+    questions = tmp_path / "mine.jsonl"
+    questions.write_text(json.dumps({"question": "Who is Ilka Tamsell?", "answerable": True}) + "\n")
+    assert main(["probe", "--run", str(run), "--n-absent", "6", "--n-answerable", "4", "--judge",
+                 "--questions", str(questions)]) == 0
     report = json.loads((run / "probe" / "report.json").read_text())
     # The judge says "yes, a refusal" to every absent-entity answer, the rules say "hallucination": both kept.
     assert report["tuned"]["hallucination_rate"] == 1.0 and report["tuned"]["judge_hallucination_rate"] == 0.0
     assert report["tuned"]["judge_accuracy"] == 1.0
+    # An answerable question with no reference has nothing to judge against: no verdict, not a "yes, refused".
+    probes = [json.loads(line) for line in (run / "probe" / "probes.jsonl").read_text().splitlines()]
+    user = [p for p in probes if p["kind"] == "user"]
+    assert user and all("judge" not in p["results"]["tuned"] for p in user)
