@@ -25,7 +25,9 @@ def _add_stage(subparsers, name: str, cls) -> None:
     parser.add_argument("--config", metavar="FILE.yaml", help="read options from YAML (flags given here win)")
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        help_text = f"{f.metadata['help']} (default: {f.default})"
+        help_text = f.metadata["help"]
+        if "(default" not in help_text:  # a help that explains its own default keeps that explanation
+            help_text += f" (default: {f.default})"
         if f.metadata.get("positional"):
             parser.add_argument(f.name, nargs="?", help=f.metadata["help"])
         elif hints[f.name] is bool:
@@ -73,6 +75,7 @@ def make_config(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    stage = None
     try:
         stage, config = make_config(argv)
         code = importlib.import_module(f"selfinstruct.{stage}").run(config)
@@ -80,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfinstruct: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("selfinstruct: interrupted; what was written is kept (rerun the same command to resume)",
-              file=sys.stderr)
+        resume = " (rerun the same command to resume)" if stage == "generate" else ""
+        print(f"selfinstruct: interrupted; what was written is kept{resume}", file=sys.stderr)
         return 130
     return code or 0
 

@@ -3,7 +3,6 @@ documented once (the `help` metadata) and validated once (`__post_init__`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
@@ -77,8 +76,10 @@ class GenerateConfig:
         _check_share("dedup_threshold", self.dedup_threshold)
         _check(self.window_tokens >= 32, "--window-tokens must be at least 32")
         _check(0 <= self.window_overlap < self.window_tokens, "--window-overlap must be below --window-tokens")
-        for name in ("questions_per_window", "phrasings", "candidates", "batch_size", "windows_per_step"):
+        for name in ("questions_per_window", "phrasings", "candidates", "batch_size", "windows_per_step",
+                     "max_new_tokens"):
             _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
+        _check(self.temperature >= 0 and 0 < self.top_p <= 1, "--temperature must be >= 0 and --top-p in (0, 1]")
         _check(self.max_windows is None or self.max_windows >= 1, "--max-windows must be at least 1")
         if self.source_tag is not None:
             _check(self.source_tag.startswith("Source:") and " " not in self.source_tag,
@@ -127,7 +128,7 @@ class TuneConfig:
 class ProbeConfig:
     run: str | None = opt(None, "run folder (default: the most recent under outputs/)")
     adapter: str | None = opt(None, "adapter folder (default: RUN/adapter)")
-    backend: str = opt("transformers", "engine: transformers (peft adapter) or vllm (LoRA request)")
+    backend: str = opt("transformers", "engine: transformers (peft adapter), vllm (LoRA request) or auto")
     quantization: str = opt("nf4", "base weights on the transformers engine: nf4 or none")
     n_absent: int = opt(50, "probes about entities absent from the corpus")
     n_answerable: int = opt(50, "probes answerable from the corpus (half verbatim, half paraphrased)")
@@ -143,6 +144,7 @@ class ProbeConfig:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check(self.n_absent >= 0 and self.n_answerable >= 0, "--n-absent and --n-answerable must be >= 0")
+        _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "--batch-size and --max-new-tokens must be >= 1")
         if self.fail_above is not None:
             _check_share("fail_above", self.fail_above)
 
@@ -166,19 +168,34 @@ def value_parser(hint):
     return parse
 
 
+def typed_value(hint, value):
+    """A YAML value (already typed) checked against the annotation; ints pass for floats, bools for nothing
+    else. Text goes through `value_parser`, as from the command line."""
+    if isinstance(value, str):
+        return value_parser(hint)(value)
+    allowed = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if value is None and len(allowed) < len(typing.get_args(hint)):
+        return None
+    for kind in allowed:
+        if isinstance(value, bool) != (kind is bool):
+            continue
+        if kind is float and isinstance(value, (int, float)):
+            return float(value)
+        if kind in (int, bool) and isinstance(value, kind):
+            return value
+    raise ValueError(value)
+
+
 def build(cls, values: dict):
-    """Make a stage config from a dict (YAML or flags): unknown keys and unparseable values are named."""
+    """Make a stage config from a dict (YAML or flags): unknown keys and unreadable values are named."""
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(hints))
     _check(not unknown, f"unknown option(s) for {cls.__name__}: {', '.join(unknown)}")
     parsed = {}
     for name, value in values.items():
         try:
-            parsed[name] = value_parser(hints[name])(value) if isinstance(value, str) else value
+            parsed[name] = typed_value(hints[name], value)
         except ValueError:
-            raise UserError(f"option {name}: cannot read {value!r} as {hints[name]}") from None
+            readable = str(hints[name]).replace("<class '", "").replace("'>", "")
+            raise UserError(f"option {name}: cannot read {value!r} as {readable}") from None
     return cls(**parsed)
-
-
-def to_dict(config) -> dict:
-    return dataclasses.asdict(config)

@@ -27,6 +27,8 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"missing {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON: {e}") from None
 
@@ -49,6 +51,8 @@ def read_jsonl(path: Path, strict: bool = False, required: tuple[str, ...] = ())
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise UserError(f"missing {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
     for number, line in enumerate(lines, 1):
@@ -59,9 +63,12 @@ def read_jsonl(path: Path, strict: bool = False, required: tuple[str, ...] = ())
         except json.JSONDecodeError as e:
             bad.append((number, f"not JSON ({e.msg})"))
             continue
-        missing = [k for k in required if not isinstance(record, dict) or k not in record]
-        if not isinstance(record, dict) or missing:
-            bad.append((number, f"missing {', '.join(missing)}" if missing else "not a JSON object"))
+        if not isinstance(record, dict):
+            bad.append((number, "not a JSON object"))
+            continue
+        missing = [k for k in required if k not in record]
+        if missing:
+            bad.append((number, f"missing {', '.join(missing)}"))
             continue
         records.append(record)
     if bad and strict:

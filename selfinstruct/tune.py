@@ -6,7 +6,6 @@ by window, so no window's facts are in both the training and the evaluation set.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import resource
@@ -31,7 +30,7 @@ def split_by_window(records: list[dict], eval_share: float, seed: int) -> tuple[
     if eval_share <= 0 or len(windows) < 2:
         return records, []
     random.Random(seed).shuffle(windows)
-    held_out = set(windows[:max(1, round(eval_share * len(windows)))])
+    held_out = set(windows[:min(len(windows) - 1, max(1, round(eval_share * len(windows))))])  # keep one to train
     return [r for r in records if r["window"] not in held_out], [r for r in records if r["window"] in held_out]
 
 
@@ -49,8 +48,13 @@ def device_settings(on: str, batch_size: int, micro_batch_size: int | None = Non
     2x trl's defaults at about their peak RSS (micro-batches of 2: 1.8x at 0.8x the RSS). Paged optimizers
     need CUDA."""
     if on == "cuda":
+        import torch
+
+        from .models import compute_dtype
+
         micro = micro_batch_size or batch_size
-        return {"optim": "paged_adamw_32bit", "gradient_checkpointing": True, "bf16": True,
+        bf16 = compute_dtype("cuda") == torch.bfloat16  # fp16 on GPUs without bf16 (T4, V100)
+        return {"optim": "paged_adamw_32bit", "gradient_checkpointing": True, "bf16": bf16, "fp16": not bf16,
                 "per_device_train_batch_size": micro, "gradient_accumulation_steps": batch_size // micro}
     micro = micro_batch_size or max(d for d in range(1, min(batch_size, 4) + 1) if batch_size % d == 0)
     return {"optim": "adamw_torch", "gradient_checkpointing": False, "bf16": False, "use_cpu": True,
@@ -111,11 +115,12 @@ def run(config) -> int:
 
 
 def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, settings: dict):
-    from datasets import Dataset
+    from datasets import Dataset, disable_progress_bars
     from peft import LoraConfig
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig
 
+    disable_progress_bars()  # trl's five dataset-preparation bars per split bury our own
     evaluating = bool(held_out)
     args = SFTConfig(
         output_dir=str(checkpoints), num_train_epochs=config.epochs, per_device_eval_batch_size=config.batch_size,
@@ -165,6 +170,7 @@ class ProgressBar(TrainerCallback):
     """One bar over optimizer steps with the running loss and an ETA, instead of the Trainer's log dicts."""
 
     bar = None
+    trained = False
 
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm import tqdm
@@ -176,7 +182,8 @@ class ProgressBar(TrainerCallback):
         if self.bar is not None and "loss" in logs:
             self.bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
         if "eval_loss" in logs:
-            line = f"tune: step {state.global_step} eval loss {logs['eval_loss']:.3f}"
+            when = "kept checkpoint" if self.trained else f"step {state.global_step}"
+            line = f"tune: {when} eval loss {logs['eval_loss']:.3f}"
             self.bar.write(line, file=sys.stderr) if self.bar is not None else print(line, file=sys.stderr)
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -184,7 +191,7 @@ class ProgressBar(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.bar.close()
-        self.bar = None
+        self.bar, self.trained = None, True
 
 
 def train_metrics(config, trainer, result, baseline, final_eval, quant, settings, model_ref, train, held_out,
@@ -237,4 +244,4 @@ def format_metrics(m: dict, adapter_dir: Path) -> str:
     return (f"tune: {m['steps']} steps ({m['epochs']:.1f} epochs), train loss {loss(m['first_train_loss'])} -> "
             f"{loss(m['last_train_loss'])}, eval loss {loss(m['eval_loss_before'])} -> {loss(m['eval_loss_after'])}"
             f" (best {loss(m['best_eval_loss'])}), {m['tokens_per_second']:.0f} tokens/s, peak RSS "
-            f"{m['peak_rss_mb']:.0f} MB -> {adapter_dir} " + json.dumps(m["quantization"]["quantization"]))
+            f"{m['peak_rss_mb']:.0f} MB, base {m['quantization']['quantization']} -> {adapter_dir}")

@@ -6,8 +6,16 @@ import pytest
 
 from selfinstruct.backends import Sampling, chat_prompt, load_generator
 from selfinstruct.backends.hf import HFGenerator, _cut_at_stop
+from selfinstruct.backends.vllm import lora_rank_slot
+from selfinstruct.config import UserError
 
 from .conftest import REPO
+
+
+def test_lora_rank_is_rounded_up_to_a_rank_vllm_serves():
+    assert [lora_rank_slot(r) for r in (1, 4, 8, 12, 16, 300)] == [1, 8, 8, 16, 16, 320]
+    with pytest.raises(UserError, match="up to 512"):
+        lora_rank_slot(1024)
 
 
 def test_chat_prompt_uses_the_model_template_and_prefill(tiny_model):

@@ -25,7 +25,8 @@ def test_generate_tune_probe_on_the_sample_corpus(tmp_path):
     report = json.loads((run / "probe" / "report.json").read_text())
     for model in ("base", "tuned"):
         assert report[model]["n_absent"] == 12 and report[model]["n_answerable"] >= 6
-        assert 0.0 <= report[model]["hallucination_rate"] <= 1.0
+    # Three epochs on these pairs: the tuned model must answer its training questions better than the base.
+    assert report["tuned"]["verbatim_f1"] > report["base"]["verbatim_f1"], report
     assert "| hallucination rate" in probe.stderr
     assert (run / "probe" / "report.png").stat().st_size > 10_000
     metrics = json.loads((run / "adapter" / "train_metrics.json").read_text())

@@ -36,11 +36,11 @@ def tokenizer_for(path):
     return tokenizer
 
 
-def trainer_for(path, recs, held_out=(), epochs=1.0, lr=2e-4, out=None):
+def trainer_for(path, recs, held_out=(), epochs=1.0, lr=2e-4, out=None, on="cpu"):
     model, _ = load_model(path, "nf4", for_training=True)
     config = TuneConfig(epochs=epochs, batch_size=8, learning_rate=lr, eval_share=0.0)
     return make_trainer(config, model, tokenizer_for(path), recs, list(held_out), Path(out or "/tmp/unused"),
-                        device_settings("cpu", 8))
+                        device_settings(on, 8))
 
 
 def test_split_keeps_whole_windows_apart():
@@ -48,6 +48,8 @@ def test_split_keeps_whole_windows_apart():
     train, held = split_by_window(recs, 0.2, seed=1)
     assert {r["window"] for r in train}.isdisjoint({r["window"] for r in held})
     assert len({r["window"] for r in held}) == 4 and len(train) + len(held) == len(recs)
+    train, held = split_by_window(recs[:6], 0.9, seed=1)  # two windows: one must stay to train on
+    assert len({r["window"] for r in train}) == 1 and len({r["window"] for r in held}) == 1
 
 
 def test_template_gives_the_same_ids_as_the_llama2_text_with_one_bos_and_one_eos(tiny_model):

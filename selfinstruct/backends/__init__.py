@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..config import UserError
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -55,11 +57,13 @@ def load_generator(model_path: Path, backend: str = "auto", quantization: str = 
 
             try:
                 return VLLMGenerator(model_path, quantization=quantization, seed=seed, adapter=adapter)
+            except UserError:
+                raise
             except Exception as e:
+                why = str(e).splitlines()[0][:200] if str(e) else repr(e)
                 if backend == "vllm":
-                    raise
-                print(f"selfinstruct: vLLM did not start ({str(e).splitlines()[0][:120] if str(e) else e!r}); "
-                      "using transformers", file=sys.stderr)
+                    raise UserError(f"vLLM did not start: {why}") from None
+                print(f"selfinstruct: vLLM did not start ({why}); using transformers", file=sys.stderr)
     from .hf import HFGenerator
 
     return HFGenerator(model_path, quantization=quantization, batch_size=batch_size, adapter=adapter)

@@ -11,6 +11,16 @@ from pathlib import Path
 from ..config import UserError
 from . import Sampling, per_prompt
 
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # what its max_lora_rank accepts (vLLM 0.32)
+
+
+def lora_rank_slot(rank: int) -> int:
+    """vLLM sizes its LoRA buffers from a fixed list of ranks: the least one that holds the adapter's."""
+    for slot in VLLM_LORA_RANKS:
+        if slot >= rank:
+            return slot
+    raise UserError(f"vLLM serves LoRA ranks up to {VLLM_LORA_RANKS[-1]}; this adapter has r={rank}")
+
 
 class VLLMGenerator:
     name = "vllm"
@@ -37,7 +47,7 @@ class VLLMGenerator:
         self.lora = None
         if adapter is not None:
             rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
-            kwargs.update(enable_lora=True, max_lora_rank=max(8, rank), max_loras=1)
+            kwargs.update(enable_lora=True, max_lora_rank=lora_rank_slot(rank), max_loras=1)
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("adapter", 1, str(adapter))
