@@ -4,11 +4,14 @@ keeps two runs off one folder, and finding the most recent run."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+import jsonlines
 
 from .config import UserError
 
@@ -38,7 +41,8 @@ def append_jsonl(path: Path, records: list[dict]) -> None:
     if not records:
         return
     with path.open("a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        with jsonlines.Writer(f, compact=True, dumps=functools.partial(json.dumps, ensure_ascii=False)) as writer:
+            writer.write_all(records)
         f.flush()
         os.fsync(f.fileno())
 
