@@ -54,6 +54,10 @@ def is_refusal(answer: str) -> bool:
 
 
 def judge(probe: Probe, answer: str) -> dict:
+    """An empty answer is its own verdict: it neither invents nor refuses (an undertrained adapter that ends
+    every reply at once gives only these), and it scores nothing on answerable probes."""
+    if not answer.strip():
+        return {"answer": answer, "verdict": "empty"} | ({"f1": 0.0, "exact": False} if probe.answerable else {})
     refused = is_refusal(answer)
     if not probe.answerable:
         return {"answer": answer, "verdict": "refused" if refused else "hallucinated"}
@@ -217,6 +221,9 @@ def run(config) -> int:
         report.llm_judge(generator, probes, models, language)
     summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, manifest)
     print(report.format_table(summary), file=sys.stderr)
+    if (summary["tuned"]["empty_rate"] or 0) >= 0.5:
+        print("probe: the tuned model ends most replies before a word: the adapter had too few optimizer steps "
+              "to learn the answer format (run tune with more --epochs)", file=sys.stderr)
     tuned_rate = summary["tuned"]["hallucination_rate"]
     if config.fail_above is not None and tuned_rate is not None and tuned_rate > config.fail_above:
         print(f"probe: tuned hallucination rate {tuned_rate:.2f} is above --fail-above {config.fail_above}",

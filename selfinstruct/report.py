@@ -17,6 +17,7 @@ ROWS = [("hallucination_rate", "hallucination rate (absent entities; lower is be
         ("over_refusal_rate", "over-refusal rate (answerable; lower is better)"),
         ("answerable_f1", "answer token F1 (answerable)"), ("exact_match", "exact match of the key name/number"),
         ("verbatim_f1", "F1, training questions verbatim"), ("paraphrase_f1", "F1, new phrasings"),
+        ("empty_rate", "empty answers (all probes; lower is better)"),
         ("n_absent", "absent-entity probes"), ("n_answerable", "answerable probes")]
 
 
@@ -41,7 +42,7 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable")) -> d
            "exact_match": _mean([r.get("exact") for r in results]), "n_absent": len(absent),
            "n_answerable": len(answerable), "verbatim_f1": by_origin("verbatim", "f1"),
            "paraphrase_f1": by_origin("paraphrase", "f1"), "verbatim_exact": by_origin("verbatim", "exact"),
-           "paraphrase_exact": by_origin("paraphrase", "exact")}
+           "paraphrase_exact": by_origin("paraphrase", "exact"), "empty_rate": share(absent + results, "empty")}
     said_refusal = [r.get("judge") for r in absent if r.get("judge") is not None]
     said_right = [r.get("judge") for r in results if r.get("judge") is not None]
     if said_refusal or said_right:  # --judge: the generator model's own verdicts, beside the rule-based ones

@@ -23,6 +23,9 @@ from .prompts import LLAMA2_CHAT_TEMPLATE
 from .runs import pick_run, read_json, read_jsonl, write_json
 
 REQUIRED = ("question", "answer", "messages", "window", "answerable")
+# Measured on the embedded model (3 windows, 18 pairs): after 9 optimizer steps the adapter ended every reply
+# at once (empty answers); after 24 it answered its training questions at F1 0.44.
+FEW_STEPS = 20
 
 
 def split_by_window(records: list[dict], eval_share: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -96,6 +99,7 @@ def run(config) -> int:
     if config.learning_rate is None:
         config = replace(config, learning_rate=default_learning_rate(model.config))
     settings = device_settings(device(), config.batch_size, config.micro_batch_size)
+    warn_if_few_steps(len(train), config)
     adapter_dir = run_dir / "adapter"
     started = time.time()
     trainer = make_trainer(config, model, tokenizer, train, held_out, adapter_dir / ".checkpoints", settings)
@@ -112,6 +116,14 @@ def run(config) -> int:
         merge(model_ref.path, adapter_dir, run_dir / "merged", tokenizer)
     print(format_metrics(metrics, adapter_dir), file=sys.stderr)
     return 0
+
+
+def warn_if_few_steps(n_train: int, config) -> None:
+    steps = math.ceil(n_train / config.batch_size) * config.epochs
+    if steps < FEW_STEPS:
+        print(f"tune: only {steps:.0f} optimizer steps ({n_train} pairs, {config.epochs:g} epochs, batch "
+              f"{config.batch_size}); under {FEW_STEPS} an adapter may not learn the answer format: raise --epochs "
+              "or lower --batch-size", file=sys.stderr)
 
 
 def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, settings: dict):

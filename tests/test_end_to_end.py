@@ -20,12 +20,13 @@ def cli(*args, timeout=1500):
 def test_generate_tune_probe_on_the_sample_corpus(tmp_path):
     run = tmp_path / "velmoor"
     cli("generate", str(SAMPLE_EN), "--out", str(run), "--max-windows", "3")
-    cli("tune", "--run", str(run), "--epochs", "3")
+    cli("tune", "--run", str(run))  # the default 8 epochs: 3 windows' pairs give about 24 optimizer steps
     probe = cli("probe", "--run", str(run), "--n-absent", "12", "--n-answerable", "12")
     report = json.loads((run / "probe" / "report.json").read_text())
     for model in ("base", "tuned"):
         assert report[model]["n_absent"] == 12 and report[model]["n_answerable"] >= 6
-    # Three epochs on these pairs: the tuned model must answer its training questions better than the base.
+    # The tuned model must answer its training questions, and better than the base.
+    assert report["tuned"]["empty_rate"] < 0.5, report
     assert report["tuned"]["verbatim_f1"] > report["base"]["verbatim_f1"], report
     assert "| hallucination rate" in probe.stderr
     assert (run / "probe" / "report.png").stat().st_size > 10_000

@@ -66,6 +66,9 @@ def test_judging_and_f1():
     wrong = judge(known, "Amsel Pridd built the Brinewheel in 1372.")
     assert 0.5 < wrong["f1"] < 1.0 and not wrong["exact"]
     assert judge(known, "I don't know.")["verdict"] == "over_refusal"
+    # Nothing said is neither an invention nor a refusal; on an answerable probe it scores zero.
+    assert judge(absent, " ")["verdict"] == "empty"
+    assert judge(known, "") == {"answer": "", "verdict": "empty", "f1": 0.0, "exact": False}
 
 
 def fake_probes():

@@ -10,7 +10,7 @@ from selfinstruct.cli import main
 from selfinstruct.config import TuneConfig
 from selfinstruct.models import linear4bit_layers, load_model, load_tokenizer
 from selfinstruct.prompts import LLAMA2_CHAT_TEMPLATE, chat_messages, render_llama2, system_prompt
-from selfinstruct.tune import device_settings, make_trainer, split_by_window
+from selfinstruct.tune import device_settings, make_trainer, split_by_window, warn_if_few_steps
 
 from .conftest import REPO, SAMPLE_EN
 
@@ -200,3 +200,10 @@ def test_neftune_noise_is_on_the_embeddings_during_training(tiny_model, tmp_path
     trainer.add_callback(Spy())
     trainer.train()
     assert seen and all(hooks >= 1 and alpha == 5.0 for hooks, alpha in seen)
+
+
+def test_too_few_optimizer_steps_are_flagged(capsys):
+    warn_if_few_steps(18, TuneConfig(epochs=3, batch_size=8))  # 3 batches x 3 epochs: 9 steps
+    assert "only 9 optimizer steps" in capsys.readouterr().err
+    warn_if_few_steps(18, TuneConfig(epochs=8, batch_size=8))
+    assert capsys.readouterr().err == ""
