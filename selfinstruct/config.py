@@ -52,7 +52,7 @@ class GenerateConfig:
     questions_per_window: int = opt(4, "facts asked about per window")
     phrasings: int = opt(3, "question phrasings kept per fact (a fact only sticks when asked several ways)")
     candidates: int = opt(2, "model samples per phrasing; the filters keep the best")
-    unanswerable_ratio: float = opt(0.2, "refusal pairs about absent entities, as a share of accepted pairs")
+    unanswerable_ratio: float = opt(0.2, "refusal pairs about absent entities per accepted answerable pair")
     min_support: float = opt(0.6, "least share of an answer's content words found in its window")
     dedup_threshold: float = opt(0.7, "questions at least this similar (word 3-gram Jaccard) to a kept one are dropped")
     roundtrip: bool = opt(True, "keep a pair only if the model answers its own question with the same answer")
