@@ -15,6 +15,7 @@ CHART = [("hallucination_rate", "hallucination"), ("refusal_rate", "refusal"),
 ROWS = [("hallucination_rate", "hallucination rate (absent entities; lower is better)"),
         ("refusal_rate", "refusal rate (absent entities; higher is better)"),
         ("over_refusal_rate", "over-refusal rate (answerable; lower is better)"),
+        ("selectivity", "selectivity: refusal minus over-refusal (0 = refuses blind)"),
         ("answerable_f1", "answer token F1 (answerable)"), ("exact_match", "exact match of the key name/number"),
         ("verbatim_f1", "F1, training questions verbatim"), ("paraphrase_f1", "F1, new phrasings"),
         ("empty_rate", "empty answers (all probes; lower is better)"),
@@ -43,6 +44,11 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable")) -> d
            "n_answerable": len(answerable), "verbatim_f1": by_origin("verbatim", "f1"),
            "paraphrase_f1": by_origin("paraphrase", "f1"), "verbatim_exact": by_origin("verbatim", "exact"),
            "paraphrase_exact": by_origin("paraphrase", "exact"), "empty_rate": share(absent + results, "empty")}
+    if out["refusal_rate"] is not None and out["over_refusal_rate"] is not None:
+        # Does the model refuse what it was not taught more than what it was? A uniform refusal habit scores 0.
+        out["selectivity"] = round(out["refusal_rate"] - out["over_refusal_rate"], 4)
+    else:
+        out["selectivity"] = None
     said_refusal = [r.get("judge") for r in absent if r.get("judge") is not None]
     said_right = [r.get("judge") for r in results if r.get("judge") is not None]
     if said_refusal or said_right:  # --judge: the generator model's own verdicts, beside the rule-based ones

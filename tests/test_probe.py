@@ -6,7 +6,7 @@ import pytest
 from selfinstruct.cli import main
 from selfinstruct.entities import corpus_entities
 from selfinstruct.probe import Probe, absent_probes, is_refusal, judge
-from selfinstruct.report import write
+from selfinstruct.report import metrics, write
 
 from .conftest import SAMPLE_EN, SAMPLE_ZH
 
@@ -98,12 +98,24 @@ def test_report_schema_markdown_and_chart(tmp_path):
     assert report["base"]["hallucination_rate"] == 1.0 and report["tuned"]["hallucination_rate"] == 0.5
     assert report["tuned"]["refusal_rate"] == 0.5 and report["tuned"]["over_refusal_rate"] == 0.5
     assert report["tuned"]["answerable_f1"] == 0.4 and report["tuned"]["exact_match"] == 0.5
+    assert report["tuned"]["selectivity"] == 0.0  # refuses half of each kind: no sign it knows which is which
     assert (report["tuned"]["n_absent"], report["tuned"]["n_answerable"]) == (4, 2)
     md = (tmp_path / "report.md").read_text()
     assert "| hallucination rate" in md and "Five worst hallucinations" in md
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((tmp_path / "probes.jsonl").read_text().splitlines()) == 6
     assert summary["worst_hallucinations"][0]["question"] == "Who is X0?"  # swapped ones first
+
+
+def test_selectivity_rewards_refusing_only_the_unknown():
+    def probe(answerable, verdict):
+        return {"kind": "absent" if not answerable else "answerable", "origin": "x", "answerable": answerable,
+                "results": {"m": {"verdict": verdict}}}
+
+    knows = [probe(False, "refused"), probe(False, "refused"), probe(True, "answered"), probe(True, "answered")]
+    blind = [probe(False, "refused"), probe(False, "hallucinated"), probe(True, "over_refusal"),
+             probe(True, "answered")]
+    assert metrics(knows, "m")["selectivity"] == 1.0 and metrics(blind, "m")["selectivity"] == 0.0
 
 
 def make_run(tmp_path, tiny_model, corpus=SAMPLE_EN):
