@@ -11,6 +11,7 @@ from pathlib import Path
 DEFAULT_MODEL = "smollm2-135m-instruct"
 BACKENDS = ("auto", "vllm", "transformers")
 QUANTIZATIONS = ("nf4", "none")
+HOLD_OUTS = ("window", "phrasing")
 LANGUAGES = ("auto", "en", "zh")
 
 
@@ -105,7 +106,9 @@ class TuneConfig:
                                        "(default: 4 on a CPU, the whole batch on CUDA; 2 trades speed for memory)")
     max_length: int = opt(256, "longest training sequence in tokens; longer ones are cut")
     neftune_alpha: float | None = opt(5.0, "NEFTune embedding-noise alpha (0 or none turns it off)")
-    eval_share: float = opt(0.15, "share of windows held out for eval loss (whole windows, never split)")
+    eval_share: float = opt(0.15, "share of pairs held out for eval loss")
+    hold_out: str = opt("phrasing", "what eval holds out: one phrasing of some facts (every fact still trained; "
+                        "eval asks if it survives rephrasing) or whole windows (their facts never trained)")
     early_stop_patience: int = opt(3, "evaluations without a better eval loss before stopping")
     seed: int = opt(0, "seed for the split, LoRA init and shuffling")
     strict: bool = opt(False, "refuse a qa.jsonl with malformed lines instead of skipping them")
@@ -122,6 +125,7 @@ class TuneConfig:
                                                   and self.batch_size % self.micro_batch_size == 0),
                "--micro-batch-size must divide --batch-size")
         _check(0.0 <= self.eval_share < 1.0, "--eval-share must be in [0, 1)")
+        _check_choice("hold_out", self.hold_out, HOLD_OUTS)
 
 
 @dataclass

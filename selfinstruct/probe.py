@@ -192,8 +192,10 @@ def run(config) -> int:
         raise UserError(f"{corpus.path} changed since {run_dir} was generated: its spans no longer match; "
                         "run generate again")
     pairs = read_jsonl(run_dir / "qa.jsonl", required=("id", "question", "answer", "answerable", "window"))
-    held_out = set(_train_metrics(adapter_dir).get("eval_windows", []))
-    train_pairs = [p for p in pairs if p["answerable"] and p["window"] not in held_out]
+    trained = _train_metrics(adapter_dir)
+    held_windows, held_ids = set(trained.get("eval_windows", [])), set(trained.get("eval_ids", []))
+    train_pairs = [p for p in pairs if p["answerable"] and p["window"] not in held_windows
+                   and p["id"] not in held_ids]
     rng = random.Random(config.seed)
     entities = corpus_entities(corpus.text, language)
     refusal_names = {p["entity"] for p in pairs if not p["answerable"] and p.get("entity")}

@@ -1,8 +1,8 @@
 """`selfinstruct tune`: QLoRA on a run's pairs with trl's SFTTrainer and peft.
 
 The base model is frozen in 4-bit NF4 with double quantization; LoRA adapters on every linear layer train in
-higher precision; the loss is on the answer only; NEFTune noise is added to the embeddings. Pairs are split
-by window, so no window's facts are in both the training and the evaluation set."""
+higher precision; the loss is on the answer only; NEFTune noise is added to the embeddings. The eval loss is on
+held-out phrasings of trained facts (or, by choice, on whole held-out windows)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,23 @@ def split_by_window(records: list[dict], eval_share: float, seed: int) -> tuple[
     random.Random(seed).shuffle(windows)
     held_out = set(windows[:min(len(windows) - 1, max(1, round(eval_share * len(windows))))])  # keep one to train
     return [r for r in records if r["window"] not in held_out], [r for r in records if r["window"] in held_out]
+
+
+def split_by_phrasing(records: list[dict], eval_share: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """One phrasing each of some facts asked several ways, plus a share of the refusal pairs. Closed-book,
+    a held-out window's facts cannot be known, so its eval loss rises as the model learns the corpus; a
+    held-out phrasing of a trained fact falls as the fact is learned in a way that survives rephrasing."""
+    rng = random.Random(seed)
+    facts: dict[str, list[dict]] = {}
+    for r in records:
+        if r["answerable"]:
+            facts.setdefault(r.get("fact_id") or r.get("id"), []).append(r)
+    spare = [rng.choice(group) for _, group in sorted(facts.items()) if len(group) > 1]
+    refusals = [r for r in records if not r["answerable"]]
+    held = rng.sample(spare, min(len(spare), round(eval_share * (len(records) - len(refusals)))))
+    held += rng.sample(refusals, round(eval_share * len(refusals)))
+    chosen = {id(r) for r in held}
+    return [r for r in records if id(r) not in chosen], held
 
 
 def as_prompt_completion(record: dict) -> dict:
@@ -90,8 +107,10 @@ def run(config) -> int:
     manifest = read_json(run_dir / "manifest.json")
     records = load_pairs(run_dir, config.strict)
     model_ref = resolve_model(config.model or manifest["model"]["spec"])
-    train, held_out = split_by_window(records, config.eval_share, config.seed)
-    print(f"tune: {len(train)} training pairs, {len(held_out)} held out (by window) from {run_dir}", file=sys.stderr)
+    split = split_by_window if config.hold_out == "window" else split_by_phrasing
+    train, held_out = split(records, config.eval_share, config.seed)
+    print(f"tune: {len(train)} training pairs, {len(held_out)} held out (by {config.hold_out}) from {run_dir}",
+          file=sys.stderr)
 
     tokenizer = load_tokenizer(model_ref.path)
     tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE  # the format the pairs were written in, kept with the adapter
@@ -219,7 +238,8 @@ def train_metrics(config, trainer, result, baseline, final_eval, quant, settings
         "config": asdict(config), "base_model": {"spec": model_ref.spec, "path": str(model_ref.path)},
         "quantization": quant, "device_settings": settings, "lora_targets": "all-linear",
         "train_pairs": len(train), "eval_pairs": len(held_out),
-        "eval_windows": sorted({r["window"] for r in held_out}),
+        "eval_windows": sorted({r["window"] for r in held_out}) if config.hold_out == "window" else [],
+        "eval_ids": [r.get("id") for r in held_out],
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_loss": steps, "eval_loss": evals,
         "first_train_loss": steps[0]["loss"] if steps else None,
         "last_train_loss": steps[-1]["loss"] if steps else None,

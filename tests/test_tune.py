@@ -10,7 +10,7 @@ from selfinstruct.cli import main
 from selfinstruct.config import TuneConfig
 from selfinstruct.models import linear4bit_layers, load_model, load_tokenizer
 from selfinstruct.prompts import LLAMA2_CHAT_TEMPLATE, chat_messages, render_llama2, system_prompt
-from selfinstruct.tune import device_settings, make_trainer, split_by_window, warn_if_few_steps
+from selfinstruct.tune import device_settings, make_trainer, split_by_phrasing, split_by_window, warn_if_few_steps
 
 from .conftest import REPO, SAMPLE_EN
 
@@ -50,6 +50,17 @@ def test_split_keeps_whole_windows_apart():
     assert len({r["window"] for r in held}) == 4 and len(train) + len(held) == len(recs)
     train, held = split_by_window(recs[:6], 0.9, seed=1)  # two windows: one must stay to train on
     assert len({r["window"] for r in train}) == 1 and len({r["window"] for r in held}) == 1
+
+
+def test_phrasing_split_trains_every_fact_and_holds_out_only_spare_phrasings():
+    recs = [{"window": f, "id": f"f{f}-q{k}", "fact_id": f"f{f}", "answerable": True}
+            for f in range(20) for k in range(1 + f % 3)]  # facts asked once, twice and three times
+    recs += [{"window": i, "id": f"r{i}", "fact_id": f"r{i}", "answerable": False} for i in range(10)]
+    train, held = split_by_phrasing(recs, 0.2, seed=1)
+    assert len(train) + len(held) == len(recs)
+    assert {r["fact_id"] for r in train if r["answerable"]} == {f"f{f}" for f in range(20)}
+    assert sum(not r["answerable"] for r in held) == 2 and sum(r["answerable"] for r in held) == 8
+    assert len({r["fact_id"] for r in held}) == len(held)  # at most one phrasing of a fact
 
 
 def test_template_gives_the_same_ids_as_the_llama2_text_with_one_bos_and_one_eos(tiny_model):
