@@ -39,8 +39,9 @@ def split_by_window(records: list[dict], eval_share: float, seed: int) -> tuple[
 
 def split_by_phrasing(records: list[dict], eval_share: float, seed: int) -> tuple[list[dict], list[dict]]:
     """One phrasing each of some facts asked several ways, plus a share of the refusal pairs. Closed-book,
-    a held-out window's facts cannot be known, so its eval loss rises as the model learns the corpus; a
-    held-out phrasing of a trained fact falls as the fact is learned in a way that survives rephrasing."""
+    a held-out window's facts cannot be known, so its eval loss soon stops falling (and stops training); a
+    held-out phrasing of a trained fact keeps falling as the fact is learned in a way that survives
+    rephrasing."""
     rng = random.Random(seed)
     facts: dict[str, list[dict]] = {}
     for r in records:
