@@ -88,7 +88,7 @@ def worst(probes: list[dict], n: int = 5) -> list[dict]:
 def _cell(value) -> str:
     if value is None:
         return "–"
-    return str(value) if isinstance(value, int) else f"{value:.2f}"
+    return str(value) if isinstance(value, int) else f"{value:.2f}".replace("-0.00", "0.00")
 
 
 def format_table(summary: dict, models=("base", "tuned")) -> str:
