@@ -44,11 +44,9 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable")) -> d
            "n_answerable": len(answerable), "verbatim_f1": by_origin("verbatim", "f1"),
            "paraphrase_f1": by_origin("paraphrase", "f1"), "verbatim_exact": by_origin("verbatim", "exact"),
            "paraphrase_exact": by_origin("paraphrase", "exact"), "empty_rate": share(absent + results, "empty")}
-    if out["refusal_rate"] is not None and out["over_refusal_rate"] is not None:
-        # Does the model refuse what it was not taught more than what it was? A uniform refusal habit scores 0.
-        out["selectivity"] = round(out["refusal_rate"] - out["over_refusal_rate"], 4)
-    else:
-        out["selectivity"] = None
+    # Does the model refuse what it was not taught more than what it was? A uniform refusal habit scores 0.
+    refused, over_refused = out["refusal_rate"], out["over_refusal_rate"]
+    out["selectivity"] = None if refused is None or over_refused is None else round(refused - over_refused, 4)
     said_refusal = [r.get("judge") for r in absent if r.get("judge") is not None]
     said_right = [r.get("judge") for r in results if r.get("judge") is not None]
     if said_refusal or said_right:  # --judge: the generator model's own verdicts, beside the rule-based ones
