@@ -5,8 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 CORPUS ?= corpora/harbour_of_velmoor.txt
+# The yardstick: a second invented corpus and questions written for it by hand, which no training step sees.
+EVAL_CORPUS ?= corpora/eval_isle_of_quennock.txt
+EVAL_RUN ?= outputs/eval
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup test test-fast lint demo eval bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +37,12 @@ demo: setup
 	$(BIN)/selfinstruct generate $(CORPUS)
 	$(BIN)/selfinstruct tune
 	$(BIN)/selfinstruct probe
+
+# generate -> tune -> probe from scratch with the defaults, then the table on the hand-written questions.
+eval: setup
+	$(BIN)/selfinstruct generate $(EVAL_CORPUS) --out $(EVAL_RUN) --overwrite
+	$(BIN)/selfinstruct tune --run $(EVAL_RUN)
+	$(BIN)/selfinstruct probe --run $(EVAL_RUN) --questions $(EVAL_CORPUS:.txt=.questions.jsonl)
 
 bench: setup
 	$(BIN)/python -m selfinstruct.bench

@@ -115,7 +115,7 @@ def train_in_child(kind: str, model_path: str, run_dir: str, steps: int, adapter
     from .config import TuneConfig
     from .models import device, load_model, load_tokenizer
     from .prompts import LLAMA2_CHAT_TEMPLATE
-    from .tune import as_prompt_completion, device_settings, load_pairs, make_trainer
+    from .tune import device_settings, load_pairs, make_trainer, tokenize_pair
 
     torch.manual_seed(0)
     pairs = load_pairs(Path(run_dir), strict=False)
@@ -136,11 +136,13 @@ def train_in_child(kind: str, model_path: str, run_dir: str, steps: int, adapter
                          disable_tqdm=True, use_cpu=device() == "cpu")
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                           target_modules="all-linear", task_type="CAUSAL_LM")
+        conversations = [{"prompt": p["messages"][:2], "completion": p["messages"][2:3]} for p in pairs]
         trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
-                             train_dataset=Dataset.from_list([as_prompt_completion(p) for p in pairs]))
+                             train_dataset=Dataset.from_list(conversations))
         trainer.remove_callback(PrinterCallback)  # its log lines only; costs nothing measurable
     else:
-        trainer = make_trainer(config, model, tokenizer, pairs, [], checkpoints, device_settings(device(), 8))
+        rows = [tokenize_pair(p, tokenizer) for p in pairs]
+        trainer = make_trainer(config, model, tokenizer, rows, [], checkpoints, device_settings(device(), 8))
         trainer.args.max_steps = steps
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     start = time.perf_counter()

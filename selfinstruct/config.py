@@ -50,9 +50,13 @@ class GenerateConfig:
     source_tag: str | None = opt(None, "source marker, e.g. Source:8989REF (default: derived from the corpus hash)")
     window_tokens: int = opt(400, "sliding-window size in tokens of the model's tokenizer")
     window_overlap: int = opt(50, "tokens shared by consecutive windows")
-    questions_per_window: int = opt(4, "facts asked about per window")
-    phrasings: int = opt(3, "question phrasings kept per fact (a fact only sticks when asked several ways)")
-    candidates: int = opt(2, "model samples per phrasing; the filters keep the best")
+    questions_per_window: int = opt(0, "facts asked about per window; 0 asks about every sentence that holds a "
+                                    "name, number, date or definition (two answers each)")
+    phrasings: int = opt(3, "question phrasings kept per fact, of different shapes (a fact only sticks when asked "
+                         "several ways): the sentence's own template and cloze, and the model's")
+    candidates: int = opt(1, "model samples per started question; the filters keep the best")
+    rewrites: int = opt(1, "restatements of each window (its sentences regrouped around each entity) written to "
+                        "texts.jsonl for tune's text mix")
     unanswerable_ratio: float = opt(0.2, "refusal pairs about absent entities per accepted answerable pair")
     min_support: float = opt(0.6, "least share of an answer's content words found in its window")
     dedup_threshold: float = opt(0.7, "questions at least this similar (word 3-gram Jaccard) to a kept one are dropped")
@@ -77,7 +81,9 @@ class GenerateConfig:
         _check_share("dedup_threshold", self.dedup_threshold)
         _check(self.window_tokens >= 32, "--window-tokens must be at least 32")
         _check(0 <= self.window_overlap < self.window_tokens, "--window-overlap must be below --window-tokens")
-        for name in ("questions_per_window", "phrasings", "candidates", "batch_size", "windows_per_step",
+        _check(self.rewrites >= 0, "--rewrites must be 0 or more")
+        _check(self.questions_per_window >= 0, "--questions-per-window must be 0 (every fact) or more")
+        for name in ("phrasings", "candidates", "batch_size", "windows_per_step",
                      "max_new_tokens"):
             _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
         _check(self.temperature >= 0 and 0 < self.top_p <= 1, "--temperature must be >= 0 and --top-p in (0, 1]")
@@ -98,7 +104,7 @@ class TuneConfig:
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA scaling numerator (scale = alpha / r)")
     lora_dropout: float = opt(0.05, "dropout on the LoRA input")
-    epochs: float = opt(8.0, "passes over the training pairs")
+    epochs: float = opt(2.0, "passes over the training data (each fact comes in several phrasings and texts)")
     learning_rate: float | None = opt(None, "peak learning rate (default: 5e-4 below 1B parameters, best of "
                                       "2e-4/5e-4/1e-3 measured on the embedded model; 2e-4 above, as in QLoRA)")
     batch_size: int = opt(8, "sequences per optimizer step")
@@ -111,6 +117,10 @@ class TuneConfig:
                         "eval asks if it survives rephrasing) or whole windows (their facts never trained)")
     early_stop_patience: int = opt(3, "evaluations without a better eval loss before stopping")
     seed: int = opt(0, "seed for the split, LoRA init and shuffling")
+    texts: bool = opt(True, "also train on the corpus windows and their restatements (texts.jsonl), loss on every "
+                      "token, mixed with the QA pairs")
+    gate: bool = opt(True, "calibrate a confidence gate at the end (adapter/gate.json)")
+    gate_target: float = opt(0.1, "share of held-out questions the tuned model gets right that the gate may refuse")
     strict: bool = opt(False, "refuse a qa.jsonl with malformed lines instead of skipping them")
     merge: bool = opt(False, "also write a merged fp16 model folder (servable without peft)")
 
@@ -126,6 +136,7 @@ class TuneConfig:
                "--micro-batch-size must divide --batch-size")
         _check(0.0 <= self.eval_share < 1.0, "--eval-share must be in [0, 1)")
         _check_choice("hold_out", self.hold_out, HOLD_OUTS)
+        _check_share("gate_target", self.gate_target)
 
 
 @dataclass
@@ -139,6 +150,8 @@ class ProbeConfig:
     questions: str | None = opt(None, "your own probe set: JSONL with question, answerable and optional answer")
     base: bool = opt(True, "also probe the base model with the same prompts")
     judge: bool = opt(False, "also ask the generator model to judge each answer (reported separately)")
+    gate: bool = opt(True, "apply the confidence gate tune calibrated (ADAPTER/gate.json); --no-gate shows only "
+                     "the raw tuned model")
     max_new_tokens: int = opt(64, "longest answer, in tokens (greedy decoding)")
     batch_size: int = opt(16, "prompts per forward pass")
     seed: int = opt(0, "seed for choosing probes and inventing names")

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 KINDS = ("person", "place", "org", "thing")  # entity kinds; answers may also be years, counts, definitions
 CAPWORD = r"[A-Z][a-z]+(?:['’][a-z]*|s['’])?(?:-[A-Za-z]+)*"
 # Words of one name stay on one line: a heading must not merge with the sentence below it.
-EN_NAME = re.compile(rf"\b(?:[Tt]he[ \t]+)?{CAPWORD}(?:[ \t]+(?:of[ \t]+(?:the[ \t]+)?|de[ \t]+|van[ \t]+)?{CAPWORD})*")
+NAME_LINK = r"(?:of[ \t]+(?:the[ \t]+)?|(?:de|du|da|di|del|von|van|la|le)[ \t]+)"  # Isle of X, Cirque du Soleil
+EN_NAME = re.compile(rf"\b(?:[Tt]he[ \t]+)?{CAPWORD}(?:[ \t]+{NAME_LINK}?{CAPWORD})*")
+POSSESSIVE = re.compile(r"(?:['’]s|(?<=s)['’])$")  # "Hemsworth's" names Hemsworth, "the Keldanes'" the Keldanes
 SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“]\s*|\n\s*)$")
 # Capitalised only because they open a sentence or a clause, never names on their own.
 EN_FUNCTION = set("""The A An In On At Of By For From To With Without After Before During Since Until According
@@ -23,7 +25,8 @@ Or So Then Thus Once Each Any No Not What Who Which Where Why How Whose Whom Is 
 EN_KIND_WORDS = {
     "place": """Isle Island Islands River Bridge Street Row Lane Hills Hill Sea Bay Moors Moor Fen Ford Harbour Quay
         Quarter Ward Market Tower Skerry Square Landing Cliff Point Road Roads Gate Narrows Stair Light Mill Fields
-        Coast Valley Lake Well Town City Port Marsh Forest Wood Mountain Mountains Pass Reach Strand""".split(),
+        Coast Valley Lake Well Town City Port Marsh Forest Wood Mountain Mountains Pass Reach Strand Fell Tor Burn
+        Islet Sound Shoals Glen Loch Cape Cove Dale Heath Landing Inlet Causeway""".split(),
     "org": """Guild Assembly Council Order Company Society Archive Academy School College Brotherhood Court House
         Exchange Countinghouse Watch Fleet Bank League Union""".split(),
     "thing": """Lamp Clock Engine Semaphore Organ Wheel Charter Treaty Annals Book Chronicle Festival War Flood Law
@@ -81,7 +84,8 @@ def _en_entities(text: str) -> dict[str, str]:
 
 
 def _strip_function_words(name: str) -> str:
-    words = name.split()
+    """The name alone: no leading "The"/"In", no possessive ending (a key must be a whole name)."""
+    words = POSSESSIVE.sub("", name).split()
     while words and (words[0] in EN_FUNCTION or words[0] == "the"):
         words = words[1:]
     name = " ".join(words)

@@ -60,7 +60,7 @@ def numbers(text: str) -> set[str]:
 def names(text: str) -> set[str]:
     """Capitalised words that do not open a sentence: the names a claim hangs on."""
     found = re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}", text.strip())
-    return {n.lower() for n in found if n.lower() not in STOPWORDS}
+    return {NUMBER_WORDS.get(n.lower(), n.lower()) for n in found if n.lower() not in STOPWORDS}
 
 
 def grounded_names(text: str, window: str) -> bool:
@@ -92,7 +92,8 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
     """Why a question is unfit for the fact (`key` answers it, `evidence` is the sentence holding the key)."""
     if not question:
         return "unparseable"
-    if not question.rstrip().endswith(("?", "？")):
+    cloze = question.startswith(("Complete: ", "补全：")) and question.endswith(("...", "……"))
+    if not question.rstrip().endswith(("?", "？")) and not cloze:
         return "not_a_question"
     n = len(tokens(question))
     if n < 4 or n > 40:
@@ -139,6 +140,20 @@ def agrees(reply: str, key: str) -> bool:
     """Round trip: the model's own answer, first sentence only (it tends to ramble on), holds the key."""
     first = re.split(r"(?<=[.!?。！？])\s*", reply.strip(), maxsplit=1)[0]
     return _contains(first, key)
+
+
+ARTICLES = {"a", "an", "the"}
+
+
+def key_match(answer: str, key: str) -> bool:
+    """The answer holds the key, after normalising case, punctuation, articles and number spellings
+    ("Cirque du Soleil" in "It was the cirque du soleil."; "forty beds" in "40 beds"): what a person checks."""
+    def words(text):
+        return [t.removesuffix("'s").removesuffix("’s") for t in tokens(text) if t not in ARTICLES]
+
+    key_tokens, answer_tokens = words(key), words(answer)
+    n = len(key_tokens)
+    return n > 0 and any(answer_tokens[i:i + n] == key_tokens for i in range(len(answer_tokens) - n + 1))
 
 
 def token_f1(prediction: str, reference: str) -> float:

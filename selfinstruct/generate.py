@@ -7,6 +7,7 @@ question writer when the answer is fixed and the question is started for it (DES
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -18,8 +19,9 @@ from . import filters, prompts
 from .backends import Sampling
 from .config import UserError
 from .corpus import SENTENCE_ENDINGS, Window, normalize, split_sentences
-from .entities import answer_spans, swap_in_invented
+from .entities import answer_spans, find_mentions, swap_in_invented
 from .generate_run import GenerateRun, open_run
+from .negatives import swap_in_absent
 
 # Guided decoding (vLLM): whatever follows the started question must close it with a question mark.
 QUESTION_REGEX = {"en": r"[^\n?]{2,200}\?", "zh": r"[^\n?？]{4,80}？"}
@@ -52,13 +54,27 @@ class Candidate:
     detail: dict = field(default_factory=dict)
 
 
+@dataclass
+class WindowResult:
+    window: Window
+    pairs: list[dict]
+    rejects: list[dict]
+    texts: list[dict]  # the window and its restatements
+    fact_sentences: list[int]  # corpus offsets of the sentences asked about: the run's fact candidates
+
+
 def seed_for(*parts) -> int:
     return zlib.crc32(":".join(map(str, parts)).encode())
 
 
+KEYS_PER_SENTENCE = 2  # the answer, and the other side of the relation ("who founded X" / "what did Y found")
+
+
 def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n: int, seed: int) -> list[Fact]:
-    """Up to `n` answers, one per sentence before any sentence gets a second, spreading over answer kinds.
-    Sentences wholly inside the previous window's overlap belong to that window's pool and are skipped here."""
+    """Answers to ask about: with `n` 0, every sentence that holds a name, number, date or definition gets up
+    to KEYS_PER_SENTENCE of them; otherwise up to `n`, one per sentence before any sentence gets a second.
+    Either way they spread over answer kinds. Sentences wholly inside the previous window's overlap belong to
+    that window's pool and are skipped here."""
     by_sentence = []
     for start, end in split_sentences(window.text, window.start):
         sentence = window.text[start - window.start:end - window.start]
@@ -71,9 +87,9 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
             by_sentence.append((start, end, sentence, spans))
     random.Random(seed_for(seed, window.index)).shuffle(by_sentence)
     facts, kinds_used = [], Counter()
-    for _ in range(3):  # first one answer per sentence, then a second, a third
+    for _ in range(KEYS_PER_SENTENCE if n == 0 else 3):  # first one answer per sentence, then a second ...
         for start, end, sentence, spans in by_sentence:
-            if len(facts) == n or not spans:
+            if len(facts) == n > 0 or not spans:
                 continue
             s, e, kind = min(spans, key=lambda sp: kinds_used[sp[2]])  # the kind asked least so far
             spans.remove((s, e, kind))
@@ -89,14 +105,15 @@ class Pipeline:
         self.language, self.tag = run.corpus.language, run.tag
         self.system = prompts.system_prompt(self.tag, self.language)
 
-    def step(self, windows: list[Window]) -> list[tuple[Window, list[dict], list[dict]]]:
+    def step(self, windows: list[Window]) -> list[WindowResult]:
         facts = {w.index: pick_facts(w, self.run.seen_until(w), self.run.entities, self.language,
                                      self.config.questions_per_window, self.config.seed) for w in windows}
         all_facts = [f for fs in facts.values() for f in fs]
         candidates = self.write_questions(all_facts)
         for c in candidates:
             c.reason = c.reason or filters.check_question(c.question, c.fact.key, c.fact.sentence, c.fact.window.text)
-        self.roundtrip([c for c in candidates if not c.reason])
+        # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
+        self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
         results = []
         for w in windows:
             mine = [c for c in candidates if c.fact.window.index == w.index]
@@ -104,17 +121,22 @@ class Pipeline:
             self.run.count(accepted)  # the refusal quota follows the answerable count so far
             refused = self.refusals(w, accepted)
             self.run.count(refused)
-            results.append((w, accepted + refused, [self.reject_record(c) for c in mine if c.reason]))
+            texts, ungrounded = window_texts(w, self.run.entities, self.config, self.language)
+            results.append(WindowResult(w, accepted + refused,
+                                        [self.reject_record(c) for c in mine if c.reason] + ungrounded, texts,
+                                        sorted({f.start for f in facts[w.index]})))
         return results
 
     def write_questions(self, facts: list[Fact]) -> list[Candidate]:
         """Model candidates: each phrasing has its own started question, one greedy sample and the rest
-        sampled. Template candidates (the sentence with the answer swapped for a question word) are pooled
-        in too; the same filters judge both, and `origin` records which wrote each kept question."""
+        sampled. Template candidates (the sentence with the answer swapped for a question word, and a cloze
+        that stops where the answer starts) are pooled in too; the same filters judge all, and `origin`
+        records which wrote each kept question."""
         cfg, tok = self.config, self.generator.tokenizer
         jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
-            for p in range(cfg.phrasings):
+            # The two template shapes take two of the phrasings; started questions by the model the rest.
+            for p in range(min(max(cfg.phrasings - 2, 1), 3)):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)
                 for c in range(cfg.candidates):
@@ -123,10 +145,10 @@ class Pipeline:
                     greedy_asked.add((prompt, stem))
                     jobs.append((Candidate(fact, p, "model", ""), prompt, stem,
                                  self.sampling(c, fact.id, p, c)))
-            question = prompts.template_question(fact.sentence, fact.key_start, fact.key_end, fact.kind,
-                                                 self.language)
-            candidates.append(Candidate(fact, 0, "template", question or "", question,
-                                        None if question else "unparseable"))
+            for origin, question in prompts.template_questions(fact.sentence, fact.key_start, fact.key_end,
+                                                               fact.kind, self.language).items():
+                candidates.append(Candidate(fact, 0, origin, question or "", question,
+                                            None if question else "unparseable"))
         self.generate_and_parse(jobs)
         # A fact the model wrote nothing parseable for gets one retry, every job sampled with a fresh seed.
         failed = {c.fact.id for c, *_ in jobs} - {c.fact.id for c, *_ in jobs if c.question}
@@ -173,11 +195,13 @@ class Pipeline:
     def accept(self, facts: list[Fact], candidates: list[Candidate]) -> list[dict]:
         records = []
         for fact in facts:
-            # The answer is the fact's own sentence, so it is grounded by construction; the check guards that.
-            answer = normalize(fact.sentence)
+            # The answer is the key, then the fact's own sentence: grounded by construction (the check guards
+            # that), and what a person wants first (DESIGN.md: whole-sentence answers buried the key).
+            answer = prompts.key_first_answer(fact.key, fact.kind, fact.sentence, fact.key_start, fact.key_end,
+                                              self.language)
             problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
             kept = 0
-            for c in (c for c in candidates if c.fact is fact and not c.reason):
+            for c in interleave_origins([c for c in candidates if c.fact is fact and not c.reason]):
                 twin = self.run.duplicates.find(c.question)
                 if problem or twin or kept == self.config.phrasings:
                     c.reason = problem or ("duplicate" if twin else "surplus_phrasing")
@@ -191,18 +215,25 @@ class Pipeline:
         return records
 
     def refusals(self, window: Window, accepted: list[dict]) -> list[dict]:
-        """Pairs whose question names an entity absent from the corpus and whose answer is the refusal:
-        a real question of this window with its entity swapped for an invented one of the same kind."""
+        """Pairs whose question names something absent from the corpus and whose answer is the refusal: a real
+        question of this window with its entity swapped. Two in three swap in a name that looks like the
+        corpus (recombined from its own name parts) or a real-world one, from the training share of those
+        names (probe and the gate's calibration draw from other shares); the rest a syllable-invented name."""
         want = round(self.config.unanswerable_ratio * self.run.answerable) - self.run.refused
         rng = random.Random(seed_for(self.config.seed, "refusal", window.index))
-        swapped = swap_in_invented(accepted, want, rng, self.language, self.run.corpus_lower, self.run.entities,
-                                   avoid=self.run.used_names)
+        corpus_lower, entities = self.run.corpus_lower, self.run.entities
+        hard = swap_in_absent(accepted, math.ceil(2 * want / 3), rng, self.language, corpus_lower, entities,
+                              "train", avoid=frozenset(self.run.used_names))
+        self.run.used_names.update(check.name for _, _, check, _, _ in hard)
+        easy = swap_in_invented(accepted, want - len(hard), rng, self.language, corpus_lower, entities,
+                                avoid=self.run.used_names)
+        swapped = hard + [(source, question, name, replaced, "invented") for source, question, name, replaced in easy]
         answer = prompts.refusal(self.tag, self.language)
         return [self.record(f"w{window.index:04d}-r{i}", window, question, answer, False, None, entity=name.name,
-                            replaces=replaced, derived_from=source["id"],
+                            replaces=replaced, derived_from=source["id"], origin=origin,
                             absence={"exact_absent": name.exact_absent, "closest": name.closest,
                                      "similarity": name.similarity})
-                for i, (source, question, name, replaced) in enumerate(swapped)]
+                for i, (source, question, name, replaced, origin) in enumerate(swapped)]
 
     def record(self, id_: str, window: Window, question: str, answer: str, answerable: bool, score: float | None,
                fact_id: str | None = None, **extra) -> dict:
@@ -215,6 +246,57 @@ class Pipeline:
         return {"window": c.fact.window.index, "fact_id": c.fact.id, "key": c.fact.key, "phrasing": c.phrasing,
                 "origin": c.origin, "reason": c.reason, "question": c.question, "raw": c.raw,
                 "roundtrip": c.reply or None, **c.detail}
+
+
+def window_texts(window: Window, entities: dict, config, language: str) -> tuple[list[dict], list[dict]]:
+    """The window's text and `config.rewrites` restatements of it, for tune's text mix (a fact stated one way is
+    not knowledge a small model retrieves in other words; DESIGN.md). A restatement regroups the window's
+    sentences around each entity in turn ("Ilka Tamsell: ... "), so each fact is also named from its other
+    side, in a new order every time. Each is checked against the window by the support filter; the ones that
+    fail come back as rejects."""
+    sentences = [window.text[s - window.start:e - window.start]
+                 for s, e in split_sentences(window.text, window.start)]
+    sentences = [normalize(x) for x in sentences if x.endswith(SENTENCE_ENDINGS)]
+    about: dict[str, list[str]] = {}
+    for sentence in sentences:
+        for s, e, _ in find_mentions(sentence, entities):
+            about.setdefault(sentence[s:e], []).append(sentence)
+    pivots = sorted(about, key=lambda name: (-len(about[name]), name))
+    texts = [{"id": f"w{window.index:04d}-t", "window": window.index, "kind": "window",
+              "text": normalize(window.text)}]
+    rejects = []
+    colon = "：" if language == "zh" else ": "
+    for k in range(config.rewrites):
+        rng = random.Random(seed_for(config.seed, "rewrite", window.index, k))
+        order, told, parts = pivots[k % max(len(pivots), 1):] + pivots[:k % max(len(pivots), 1)], set(), []
+        for name in order:
+            group = [x for x in about[name] if x not in told]
+            rng.shuffle(group)
+            told.update(group)
+            if group:
+                parts.append(name + colon + " ".join(group))
+        rest = [x for x in sentences if x not in told]
+        rng.shuffle(rest)
+        text = "\n".join(parts + ([" ".join(rest)] if rest else []))
+        score = filters.support(text, window.text)
+        record = {"id": f"w{window.index:04d}-t{k}", "window": window.index, "kind": "rewrite", "text": text,
+                  "support": score}
+        if score >= config.min_support and text:
+            texts.append(record)
+        else:
+            rejects.append({**record, "reason": "rewrite_ungrounded"})
+    return texts, rejects
+
+
+def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:
+    """First one question of each origin (model, template, cloze), then second ones: the phrasings kept for a
+    fact differ in shape, not only in wording."""
+    rank = Counter()
+    ranked = []
+    for c in candidates:
+        ranked.append((rank[c.origin], c))
+        rank[c.origin] += 1
+    return [c for _, c in sorted(ranked, key=lambda rc: rc[0])]
 
 
 def run(config, generator=None) -> int:
@@ -231,8 +313,8 @@ def run(config, generator=None) -> int:
             pipeline = Pipeline(generator, run_state)
             with run_state.progress(len(todo), generator) as advance:
                 for i in range(0, len(todo), config.windows_per_step):
-                    for window, accepted, rejected in pipeline.step(todo[i:i + config.windows_per_step]):
-                        run_state.commit(window, accepted, rejected)
+                    for result in pipeline.step(todo[i:i + config.windows_per_step]):
+                        run_state.commit(result)
                         advance()
         summary = run_state.finish(time.time() - started)
     print(format_summary(summary), file=sys.stderr)
@@ -240,6 +322,9 @@ def run(config, generator=None) -> int:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
         raise UserError(f"the model wrote nothing usable: no pair passed the filters ({reasons or 'no output'}); "
                         f"see {run_state.rejects_path}")
+    if summary["answerable"] and not summary["origins"].get("model"):
+        print("selfinstruct: warning: the model wrote no usable question; every pair comes from the sentence "
+              f"templates (see {run_state.rejects_path} for what it wrote)", file=sys.stderr)
     return 0
 
 
@@ -247,5 +332,7 @@ def format_summary(s: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["rejects_by_reason"].items(), key=lambda kv: -kv[1]))
     return (f"generate: {s['windows_done']}/{s['windows_total']} windows, {s['pairs']} pairs "
             f"({s['answerable']} answerable from {s['facts']} facts, {s['unanswerable']} refusals), "
-            f"{s['rejects']} rejects ({reasons or 'none'}), coverage {s['coverage']:.0%}, "
+            f"{s['rejects']} rejects ({reasons or 'none'}), facts asked about {s['facts_covered']} of "
+            f"{s['fact_candidates']} fact sentences ({s['facts_per_1000_words']} per 1,000 words), windows with pairs "
+            f"{s['coverage']:.0%}, "
             f"{s['wall_seconds']:.0f} s this run -> {s['run_dir']}")

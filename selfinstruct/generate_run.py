@@ -33,6 +33,7 @@ class GenerateRun:
         self.tag = config.source_tag or source_tag(self.corpus.sha256)
         self.options = {k: v for k, v in dataclasses.asdict(config).items() if k not in FREE_OPTIONS}
         self.qa_path, self.rejects_path = run_dir / "qa.jsonl", run_dir / "rejects.jsonl"
+        self.texts_path = run_dir / "texts.jsonl"  # windows and their restatements, for tune's text mix
         self.manifest_path = run_dir / "manifest.json"
         self.entities = corpus_entities(self.corpus.text, self.corpus.language)
         self.corpus_lower = self.corpus.text.lower()
@@ -41,6 +42,8 @@ class GenerateRun:
         self.answerable = self.refused = 0
         self.windows_with_pairs: set[int] = set()
         self.facts: set[str] = set()
+        self.sentences_covered: set = set()
+        self.origins = Counter()  # who wrote each kept question: model, template, cloze; refusals by name origin
         self.session = Counter()
 
     def open(self) -> None:
@@ -66,7 +69,7 @@ class GenerateRun:
         return changed
 
     def clear(self) -> None:
-        for name in ("qa.jsonl", "rejects.jsonl", "manifest.json"):
+        for name in ("qa.jsonl", "rejects.jsonl", "texts.jsonl", "manifest.json"):
             (self.dir / name).unlink(missing_ok=True)
         for name in ("adapter", "merged", "probe"):  # trained on or probing the data being replaced
             shutil.rmtree(self.dir / name, ignore_errors=True)
@@ -87,7 +90,7 @@ class GenerateRun:
     def resume(self) -> None:
         """Keep the records of finished windows (dropping a torn last line, or the pairs of a window that was
         being written when the run died), and rebuild the run-wide state from them."""
-        for path in (self.qa_path, self.rejects_path):
+        for path in (self.qa_path, self.rejects_path, self.texts_path):
             if not path.exists():
                 continue
             lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -107,10 +110,12 @@ class GenerateRun:
 
     def count(self, records: list[dict]) -> None:
         for r in records:
+            self.origins[r.get("origin", "model")] += 1
             if r["answerable"]:
                 self.answerable += 1
                 self.windows_with_pairs.add(r["window"])
                 self.facts.add(r["fact_id"])
+                self.sentences_covered.add(r["evidence"][0] if r.get("evidence") else r["fact_id"])
             else:
                 self.refused += 1
 
@@ -126,13 +131,15 @@ class GenerateRun:
             self.manifest["engines"].append(record)
         write_json(self.manifest_path, self.manifest)
 
-    def commit(self, window: Window, accepted: list[dict], rejected: list[dict]) -> None:
-        append_jsonl(self.qa_path, accepted)
-        append_jsonl(self.rejects_path, rejected)
-        self.done.add(window.index)
+    def commit(self, result) -> None:
+        append_jsonl(self.qa_path, result.pairs)
+        append_jsonl(self.rejects_path, result.rejects)
+        append_jsonl(self.texts_path, result.texts)
+        self.done.add(result.window.index)
         self.manifest["windows_done"] = sorted(self.done)
+        self.manifest.setdefault("fact_sentences", {})[str(result.window.index)] = result.fact_sentences
         write_json(self.manifest_path, self.manifest)  # the commit point of this window
-        self.session.update(pairs=len(accepted), rejects=len(rejected))
+        self.session.update(pairs=len(result.pairs), rejects=len(result.rejects))
 
     @contextmanager
     def progress(self, total: int, generator):
@@ -159,7 +166,9 @@ class GenerateRun:
         seconds = self.session.get("generate_seconds", 0)
         summary = {"run_dir": str(self.dir), "windows_total": len(self.windows), "windows_done": len(self.done),
                    "pairs": self.answerable + self.refused, "answerable": self.answerable,
-                   "unanswerable": self.refused, "facts": len(self.facts), "rejects": sum(rejects.values()),
+                   "unanswerable": self.refused, "facts": len(self.facts), **self.fact_coverage(),
+                   "origins": dict(self.origins),
+                   "rejects": sum(rejects.values()),
                    "rejects_by_reason": dict(rejects),
                    "coverage": len(self.windows_with_pairs) / max(len(self.done), 1), "wall_seconds": wall,
                    "this_run": {**self.session, "pairs_per_minute": 60 * self.session["pairs"] / seconds
@@ -169,6 +178,19 @@ class GenerateRun:
         self.manifest["summary"] = summary
         write_json(self.manifest_path, self.manifest)
         return summary
+
+
+    def fact_coverage(self) -> dict:
+        """Fact candidates are the sentences that state a name, number, date or definition; a fact is covered
+        once one of its questions was accepted. Per 1,000 words says how densely the corpus was asked about."""
+        found = {s for w, starts in self.manifest.get("fact_sentences", {}).items() if int(w) in self.done
+                 for s in starts}
+        # Chinese has no spaces: about 1.5 characters make a word.
+        words = len(self.corpus.text.split()) if self.corpus.language == "en" else len(self.corpus.text) / 1.5
+        covered = len(found & self.sentences_covered)
+        return {"fact_candidates": len(found), "facts_covered": covered,
+                "fact_coverage": round(covered / len(found), 4) if found else None,
+                "facts_per_1000_words": round(1000 * len(found) / max(words, 1), 1)}
 
 
 def _window_of(line: str) -> int | None:

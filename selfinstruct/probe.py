@@ -19,6 +19,7 @@ from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
+from .negatives import false_premises, swap_in_absent
 from .runs import pick_run, read_json, read_jsonl
 
 REFUSAL = re.compile(
@@ -54,27 +55,47 @@ def is_refusal(answer: str) -> bool:
 
 
 def judge(probe: Probe, answer: str) -> dict:
-    """An empty answer is its own verdict: it neither invents nor refuses (an undertrained adapter that ends
-    every reply at once gives only these), and it scores nothing on answerable probes."""
+    """Each answer gets a `verdict` (the rule-based reading kept from the start) and an honest `outcome`:
+    right, refused or wrong. A refusal of a question the model cannot answer right is honest even when the
+    corpus holds the answer; wrong is an answer about an absent thing, or one that misses the reference key.
+    An empty answer is its own verdict and outcome: it neither invents nor refuses (an undertrained adapter
+    that ends every reply at once gives only these), and it scores nothing on answerable probes."""
     if not answer.strip():
-        return {"answer": answer, "verdict": "empty"} | ({"f1": 0.0, "exact": False} if probe.answerable else {})
+        return {"answer": answer, "verdict": "empty", "outcome": "empty"} | (
+            {"f1": 0.0, "exact": False, "key_match": False} if probe.answerable else {})
     refused = is_refusal(answer)
     if not probe.answerable:
-        return {"answer": answer, "verdict": "refused" if refused else "hallucinated"}
+        return {"answer": answer, "verdict": "refused" if refused else "hallucinated",
+                "outcome": "refused" if refused else "wrong"}
     if refused:
-        return {"answer": answer, "verdict": "over_refusal", "f1": 0.0, "exact": False}
+        return {"answer": answer, "verdict": "over_refusal", "outcome": "refused", "f1": 0.0, "exact": False,
+                "key_match": False}
     f1 = filters.token_f1(answer, probe.reference) if probe.reference else None
     exact = filters.agrees(answer, probe.key) if probe.key else None
-    return {"answer": answer, "verdict": "answered", "f1": f1, "exact": exact}
+    key = probe.key or probe.reference  # a user's question may give only its answer
+    matched = filters.key_match(answer, key) if key else None
+    return {"answer": answer, "verdict": "answered", "outcome": None if matched is None else
+            "right" if matched else "wrong", "f1": f1, "exact": exact, "key_match": matched}
 
 
 def absent_probes(pairs, corpus_text, language, entities, n, rng, avoid) -> list[Probe]:
-    """Half from real questions with their entity swapped for an invented one, half invented outright."""
+    """Questions about what the corpus does not hold. Most look like the corpus (DESIGN.md: odd invented names
+    are told apart by their oddness alone): real training questions with their entity swapped for a name
+    recombined from the corpus's own name parts or a real-world one, and false premises (another corpus entity
+    in the question's relation); the rest swap in or ask outright about syllable-invented names."""
     corpus_lower, used = corpus_text.lower(), set(avoid)
     answerable = [p for p in pairs if p["answerable"]]
-    probes = [_absent(i, "swapped", question, name, avoid, derived_from=pair["id"])
-              for i, (pair, question, name, _) in enumerate(
-                  swap_in_invented(answerable, n // 2, rng, language, corpus_lower, entities, avoid=used))]
+    n_hard, n_false = round(0.5 * n), round(0.2 * n)
+    probes = [_absent(i, origin, question, check, avoid, derived_from=pair["id"])
+              for i, (pair, question, check, _, origin) in enumerate(swap_in_absent(
+                  answerable, n_hard, rng, language, corpus_lower, entities, "probe", avoid=frozenset(used)))]
+    for pair, question, other in false_premises(answerable, min(n_false, n - len(probes)), rng, corpus_text,
+                                                entities):
+        probes.append(Probe(f"absent-{len(probes)}", "absent", "false_premise", question, answerable=False,
+                            entity=other, absence={"false_premise": True}, derived_from=pair["id"]))
+    swapped = swap_in_invented(answerable, (n - len(probes)) // 2, rng, language, corpus_lower, entities, avoid=used)
+    probes += [_absent(len(probes) + i, "swapped", question, name, avoid, derived_from=pair["id"])
+               for i, (pair, question, name, _) in enumerate(swapped)]
     while len(probes) < n:
         kind = KINDS[len(probes) % len(KINDS)]
         names = invent_names(kind, 1, rng, language, corpus_lower, entities, avoid=used)
@@ -139,29 +160,31 @@ def user_probes(path: str) -> list[Probe]:
     for number, r in enumerate(records, 1):
         if not isinstance(r["answerable"], bool) or not isinstance(r["question"], str):
             raise UserError(f"{path}: record {number}: question must be text and answerable true or false")
-    return [Probe(f"user-{i}", "user", "user", r["question"], r.get("answer"), r.get("key"),
+    # A `type` (wh, cloze, recombined, false_premise ...) is kept as the origin, so the report splits by it.
+    return [Probe(f"user-{i}", "user", str(r.get("type") or "user"), r["question"], r.get("answer"), r.get("key"),
                   answerable=r["answerable"]) for i, r in enumerate(records)]
 
 
-def ask(generator, probes: list[Probe], system: str, tag: str, config, label: str) -> list[str]:
-    """Greedy answers to the same system prompt and questions. The tuned model reads them in the template it
-    was trained on; the base model in its own chat template (in the Llama-2 one, never seen in training, the
-    embedded model only babbles). The source marker the tuned model puts first is stripped before judging."""
+def render_questions(tokenizer, questions: list[str], system: str, tag: str, label: str) -> list[str]:
+    """The tuned model reads questions in the template it was trained on; the base model in its own chat
+    template (in the Llama-2 one, never seen in training, the embedded model only babbles)."""
+    conversations = [prompts.chat_messages(system, tag, q) for q in questions]
+    if label == "base" and tokenizer.chat_template:
+        return [chat_prompt(tokenizer, messages) for messages in conversations]
+    return [prompts.render_llama2(messages, tokenizer.bos_token, tokenizer.eos_token) for messages in conversations]
+
+
+def ask(generator, texts: list[str], tag: str, label: str, max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+    """Greedy answers, with a progress bar; the source marker the tuned model puts first is stripped."""
     from tqdm import tqdm
 
-    tok = generator.tokenizer
-    conversations = [prompts.chat_messages(system, tag, p.question) for p in probes]
-    if label == "base" and tok.chat_template:
-        texts = [chat_prompt(tok, messages) for messages in conversations]
-    else:
-        texts = [prompts.render_llama2(messages, tok.bos_token, tok.eos_token) for messages in conversations]
     answers = []
-    with tqdm(total=len(texts), unit="probe", desc=f"probe {label}", dynamic_ncols=True) as bar:
-        for i in range(0, len(texts), config.batch_size):
-            batch = texts[i:i + config.batch_size]
-            answers += generator.generate(batch, Sampling(max_new_tokens=config.max_new_tokens, stop=("[INST]",)))
+    with tqdm(total=len(texts), unit="question", desc=f"answer {label}", dynamic_ncols=True) as bar:
+        for i in range(0, len(texts), batch_size):
+            batch = texts[i:i + batch_size]
+            answers += generator.generate(batch, Sampling(max_new_tokens=max_new_tokens, stop=("[INST]",)))
             bar.update(len(batch))
-    return [a.replace(tag, "").strip() for a in answers]
+    return [normalize(a.replace(tag, "")) for a in answers]
 
 
 def load_adapter_base(adapter_dir: Path, manifest: dict):
@@ -212,17 +235,25 @@ def run(config) -> int:
     if not probes:
         raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")
 
-    system = prompts.system_prompt(tag, language)
+    system = manifest.get("system_prompt") or prompts.system_prompt(tag, language)
     models = ["base", "tuned"] if config.base else ["tuned"]
+    questions = [p.question for p in probes]
     for model in models:
+        texts = render_questions(generator.tokenizer, questions, system, tag, model)
         with generator.base_only() if model == "base" else nullcontext():
-            answers = ask(generator, probes, system, tag, config, model)
+            answers = ask(generator, texts, tag, model, config.max_new_tokens, config.batch_size)
         for p, a in zip(probes, answers, strict=True):
-            p.results[model] = judge(p, normalize(a))
+            p.results[model] = judge(p, a)
+    gate = apply_gate(generator, probes, adapter_dir, system, tag, language) if config.gate else None
+    if gate:
+        models.append("gated")
     if config.judge:
         report.llm_judge(generator, probes, models, language)
-    summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, manifest)
+    summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, manifest, gate)
     print(report.format_table(summary), file=sys.stderr)
+    if summary.get("user"):
+        print(f"\nyour questions ({config.questions}):\n{report.format_table(summary['user'])}\n"
+              f"{report.origin_table(summary['user'], ('base', 'tuned', 'gated'))}", file=sys.stderr)
     if (summary["tuned"]["empty_rate"] or 0) >= 0.5:
         print("probe: the tuned model ends most replies before a word: the adapter had too few optimizer steps "
               "to learn the answer format (run tune with more --epochs)", file=sys.stderr)
@@ -232,6 +263,35 @@ def run(config) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def apply_gate(generator, probes: list[Probe], adapter_dir: Path, system: str, tag: str, language: str) -> dict | None:
+    """The gate's verdicts as a third model, `gated`: the tuned answers, with those scoring under the threshold
+    replaced by the refusal. The signal's AUROC on these probes is reported beside the base-model control."""
+    from .gate import auroc, read_gate, refuses, signal_scores
+
+    gate = read_gate(adapter_dir)
+    if gate is None:
+        print(f"probe: no {adapter_dir}/gate.json: the gate is off (run tune to calibrate one)", file=sys.stderr)
+        return None
+    if not hasattr(generator, "model"):
+        print("probe: the gate reads logits, which needs --backend transformers: the gate is off", file=sys.stderr)
+        return None
+    refusal = prompts.refusal(tag, language)
+    texts = render_questions(generator.tokenizer, [p.question for p in probes], system, tag, "tuned")
+    answers = [p.results["tuned"]["answer"] for p in probes]
+    scores = signal_scores(generator, texts, answers, refusal, tag)[gate["signal"]]
+    with generator.base_only():
+        control = signal_scores(generator, texts, answers, refusal, tag)[gate["signal"]]
+    for p, score in zip(probes, scores, strict=True):
+        gated = judge(p, refusal) if refuses(gate, score) else dict(p.results["tuned"])
+        p.results["gated"] = {**gated, "gate_score": score, "gate_refused": refuses(gate, score)}
+    known = [p.answerable and p.results["tuned"]["outcome"] == "right" for p in probes]
+    absent = [not p.answerable for p in probes]
+    gate["probe_auroc"] = {name: auroc([v for v, k in zip(values, known, strict=True) if k],
+                                       [v for v, a in zip(values, absent, strict=True) if a])
+                           for name, values in (("tuned", scores), ("base", control))}
+    return gate
 
 
 def _train_metrics(adapter_dir: Path) -> dict:

@@ -10,16 +10,22 @@ from pathlib import Path
 from .backends import Sampling, chat_prompt
 from .runs import write_json
 
-CHART = [("hallucination_rate", "hallucination"), ("refusal_rate", "refusal"),
-         ("over_refusal_rate", "over-refusal"), ("answerable_f1", "answer F1")]
-ROWS = [("hallucination_rate", "hallucination rate (absent entities; lower is better)"),
-        ("refusal_rate", "refusal rate (absent entities; higher is better)"),
+CHART = [("right_rate", "right (answerable)"), ("refusal_rate", "refused (absent)"), ("wrong_rate", "wrong (all)"),
+         ("over_refusal_rate", "over-refusal")]
+ROWS = [("key_accuracy", "key accuracy: the answer holds the key (answerable)"),
+        ("paraphrase_key_accuracy", "key accuracy, new phrasings"),
+        ("verbatim_key_accuracy", "key accuracy, training questions verbatim"),
+        ("right_rate", "right (answerable; higher is better)"),
+        ("refusal_rate", "refusal rate (absent; higher is better)"),
+        ("wrong_rate", "wrong answers over all probes (lower is better)"),
+        ("known_refusal_rate", "known refusals: refused what the raw tuned model gets right"),
+        ("hallucination_rate", "hallucination rate (absent; lower is better)"),
         ("over_refusal_rate", "over-refusal rate (answerable; lower is better)"),
         ("selectivity", "selectivity: refusal minus over-refusal (0 = refuses blind)"),
-        ("answerable_f1", "answer token F1 (answerable)"), ("exact_match", "exact match of the key name/number"),
-        ("verbatim_f1", "F1, training questions verbatim"), ("paraphrase_f1", "F1, new phrasings"),
+        ("answerable_f1", "answer token F1 (answerable)"), ("exact_match", "key in the first sentence"),
         ("empty_rate", "empty answers (all probes; lower is better)"),
-        ("n_absent", "absent-entity probes"), ("n_answerable", "answerable probes")]
+        ("n_absent", "absent probes"), ("n_answerable", "answerable probes")]
+COLORS = {"base": "#9aa5b1", "tuned": "#2f6fb0", "gated": "#2a9d5b"}
 
 
 def _mean(values):
@@ -27,26 +33,46 @@ def _mean(values):
     return round(sum(values) / len(values), 4) if values else None
 
 
-def metrics(probes: list[dict], model: str, kinds=("absent", "answerable")) -> dict:
-    absent = [p["results"][model] for p in probes if p["kind"] in kinds and not p["answerable"]]
-    answerable = [p for p in probes if p["kind"] in kinds and p["answerable"]]
-    results = [p["results"][model] for p in answerable]
+def _share(rows, key, value):
+    return round(sum(r.get(key) == value for r in rows) / len(rows), 4) if rows else None
 
-    def share(rows, verdict):
-        return round(sum(r["verdict"] == verdict for r in rows) / len(rows), 4) if rows else None
+
+def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), reference: str = "tuned") -> dict:
+    mine = [p for p in probes if p["kind"] in kinds]
+    absent = [p["results"][model] for p in mine if not p["answerable"]]
+    answerable = [p for p in mine if p["answerable"]]
+    results = [p["results"][model] for p in answerable]
 
     def by_origin(origin, key):
         return _mean([p["results"][model].get(key) for p in answerable if p["origin"] == origin])
 
-    out = {"hallucination_rate": share(absent, "hallucinated"), "refusal_rate": share(absent, "refused"),
-           "over_refusal_rate": share(results, "over_refusal"), "answerable_f1": _mean([r.get("f1") for r in results]),
-           "exact_match": _mean([r.get("exact") for r in results]), "n_absent": len(absent),
-           "n_answerable": len(answerable), "verbatim_f1": by_origin("verbatim", "f1"),
+    out = {"hallucination_rate": _share(absent, "verdict", "hallucinated"),
+           "refusal_rate": _share(absent, "verdict", "refused"),
+           "over_refusal_rate": _share(results, "verdict", "over_refusal"),
+           "answerable_f1": _mean([r.get("f1") for r in results]),
+           "exact_match": _mean([r.get("exact") for r in results]),
+           "n_absent": len(absent), "n_answerable": len(answerable), "verbatim_f1": by_origin("verbatim", "f1"),
            "paraphrase_f1": by_origin("paraphrase", "f1"), "verbatim_exact": by_origin("verbatim", "exact"),
-           "paraphrase_exact": by_origin("paraphrase", "exact"), "empty_rate": share(absent + results, "empty")}
+           "paraphrase_exact": by_origin("paraphrase", "exact"),
+           "empty_rate": _share(absent + results, "verdict", "empty"),
+           "key_accuracy": _mean([r.get("key_match") for r in results]),
+           "verbatim_key_accuracy": by_origin("verbatim", "key_match"),
+           "paraphrase_key_accuracy": by_origin("paraphrase", "key_match"),
+           "right_rate": _share([r for r in results if r.get("outcome")], "outcome", "right"),
+           "wrong_rate": _share([r for r in absent + results if r.get("outcome")], "outcome", "wrong")}
     # Does the model refuse what it was not taught more than what it was? A uniform refusal habit scores 0.
     refused, over_refused = out["refusal_rate"], out["over_refusal_rate"]
     out["selectivity"] = None if refused is None or over_refused is None else round(refused - over_refused, 4)
+    # The cost of a gate: refusals of what the raw tuned model answers right.
+    known = [p["results"][model] for p in answerable
+             if reference in p["results"] and p["results"][reference].get("outcome") == "right"]
+    out["known_refusal_rate"] = _share(known, "outcome", "refused") if model != "base" else None
+    out["by_origin"] = {origin: {"n": len(rows), "refused": _share([p["results"][model] for p in rows], "outcome",
+                                                                    "refused"),
+                                 "right": _share([p["results"][model] for p in rows], "outcome", "right"),
+                                 "key_accuracy": _mean([p["results"][model].get("key_match") for p in rows])}
+                        for origin in sorted({p["origin"] for p in mine})
+                        for rows in [[p for p in mine if p["origin"] == origin]]}
     said_refusal = [r.get("judge") for r in absent if r.get("judge") is not None]
     said_right = [r.get("judge") for r in results if r.get("judge") is not None]
     if said_refusal or said_right:  # --judge: the generator model's own verdicts, beside the rule-based ones
@@ -55,21 +81,22 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable")) -> d
     return out
 
 
-def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, manifest: dict) -> dict:
+def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, manifest: dict,
+          gate: dict | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".probes.jsonl.tmp"
     tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in probes), encoding="utf-8")
     tmp.replace(out_dir / "probes.jsonl")
     summary = {model: metrics(probes, model) for model in models}
-    if "base" not in summary:
-        summary["base"] = None
+    for model in ("base", "gated"):
+        summary.setdefault(model, None)
     if any(p["kind"] == "user" for p in probes):
         summary["user"] = {model: metrics(probes, model, kinds=("user",)) for model in models}
     summary.update(source_tag=manifest["source_tag"], engine=engine, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                   worst_hallucinations=worst(probes))
+                   gate=gate, worst_hallucinations=worst(probes))
     write_json(out_dir / "report.json", summary)
     (out_dir / "report.md").write_text(markdown(summary, models), encoding="utf-8")
-    chart(summary, models, out_dir / "report.png")
+    chart(summary, models, out_dir / "report.png", probes if gate else None)
     return summary
 
 
@@ -89,20 +116,42 @@ def _cell(value) -> str:
     return str(value) if isinstance(value, int) else f"{value:.2f}".replace("-0.00", "0.00")
 
 
-def format_table(summary: dict, models=("base", "tuned")) -> str:
+def format_table(summary: dict, models=("base", "tuned", "gated")) -> str:
     models = [m for m in models if summary.get(m)]
     lines = [f"| metric | {' | '.join(models)} |", "|---|" + "---|" * len(models)]
     for key, label in ROWS:
-        lines.append(f"| {label} | {' | '.join(_cell(summary[m][key]) for m in models)} |")
+        lines.append(f"| {label} | {' | '.join(_cell(summary[m].get(key)) for m in models)} |")
+    return "\n".join(lines)
+
+
+def origin_table(summary: dict, models) -> str:
+    """Refusal of each kind of absent question, and key accuracy of each kind of answerable one."""
+    models = [m for m in models if summary.get(m)]
+    lines = [f"| origin (n) | {' | '.join(models)} |", "|---|" + "---|" * len(models)]
+    for origin, row in summary[models[0]]["by_origin"].items():
+        key = "key_accuracy" if row["key_accuracy"] is not None else "refused"
+        what = "key accuracy" if key == "key_accuracy" else "refused"
+        cells = " | ".join(_cell(summary[m]["by_origin"][origin][key]) for m in models)
+        lines.append(f"| {origin} ({row['n']}), {what} | {cells} |")
     return "\n".join(lines)
 
 
 def markdown(summary: dict, models: list[str]) -> str:
     parts = [f"# Hallucination probes: {summary['source_tag']}", "",
              f"Engine: {summary['engine'].get('engine')} ({summary['engine'].get('quantization')}), greedy decoding, "
-             "closed-book system prompt.", "", format_table(summary, models), ""]
+             "closed-book system prompt.", ""]
+    gate = summary.get("gate")
+    if gate:
+        parts += [f"Gate: `{gate['signal']}` under {gate['threshold']} is refused (calibrated at tune for a "
+                  f"{gate['target_known_refusal']:.0%} known-refusal rate; AUROC on these probes "
+                  f"{_cell(gate['probe_auroc']['tuned'])}, base-model control {_cell(gate['probe_auroc']['base'])}).",
+                  ""]
+    else:
+        parts += ["Gate: off (no gate.json, or --no-gate).", ""]
+    parts += [format_table(summary, models), "", "### By origin", "", origin_table(summary, models), ""]
     if summary.get("user"):
-        parts += ["## Your probe set", "", format_table(summary["user"], models), ""]
+        parts += ["## Your probe set", "", format_table(summary["user"], models), "",
+                  origin_table(summary["user"], models), ""]
     parts += ["## Five worst hallucinations of the tuned model", ""]
     if not summary["worst_hallucinations"]:
         parts.append("None: the tuned model refused every absent-entity probe.")
@@ -111,24 +160,54 @@ def markdown(summary: dict, models: list[str]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def chart(summary: dict, models: list[str], path: Path) -> None:
+def risk_coverage(probes: list[dict]) -> list[tuple[float, float, float]]:
+    """(threshold, share of probes answered, share of those answers right) for every gate threshold: the
+    tuned model's answers kept where their gate score is at least the threshold."""
+    rows = sorted(((p["results"]["gated"]["gate_score"], p["results"]["tuned"].get("outcome"))
+                   for p in probes if "gated" in p["results"]), reverse=True)
+    points, answered, right = [], 0, 0
+    for score, outcome in rows:
+        if outcome in ("right", "wrong"):
+            answered += 1
+            right += outcome == "right"
+            points.append((score, answered / len(rows), right / answered))
+    return points
+
+
+def chart(summary: dict, models: list[str], path: Path, probes: list[dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    curve = risk_coverage(probes) if probes else []
+    fig, axes = plt.subplots(1, 2 if curve else 1, figsize=(11 if curve else 7, 3.8), dpi=120, squeeze=False)
+    ax = axes[0][0]
     width = 0.8 / len(models)
-    colors = {"base": "#9aa5b1", "tuned": "#2f6fb0"}
     for i, model in enumerate(models):
         values = [summary[model][key] or 0.0 for key, _ in CHART]
-        bars = ax.bar([x + i * width for x in range(len(CHART))], values, width, label=model, color=colors[model])
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(CHART))], [label for _, label in CHART])
+        bars = ax.bar([x + i * width for x in range(len(CHART))], values, width, label=model, color=COLORS[model])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(CHART))], [label for _, label in CHART],
+                  fontsize=8)
     ax.set_ylim(0, 1.1)
-    ax.set_title(f"{summary['source_tag']}: base vs tuned")
+    ax.set_title(f"{summary['source_tag']}: {' vs '.join(models)}")
     ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
+    if curve:
+        ax = axes[0][1]
+        ax.plot([c for _, c, _ in curve], [a for _, _, a in curve], color=COLORS["tuned"])
+        gate = summary["gate"]
+        at = [(c, a) for s, c, a in curve if s >= gate["threshold"]]
+        if at:
+            ax.scatter([at[-1][0]], [at[-1][1]], color=COLORS["gated"], zorder=3, label="gate")
+        ax.set_xlabel("share of probes answered (coverage)")
+        ax.set_ylabel("share of answers right")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"risk-coverage, gate signal: {gate['signal']}")
+        ax.legend(frameon=False)
+        ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

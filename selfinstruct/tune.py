@@ -19,6 +19,8 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from .config import UserError
+from .corpus import read_corpus
+from .gate import GATE_FILE, calibrate_run, write_gate
 from .prompts import LLAMA2_CHAT_TEMPLATE
 from .runs import pick_run, read_json, read_jsonl, write_json
 
@@ -55,11 +57,34 @@ def split_by_phrasing(records: list[dict], eval_share: float, seed: int) -> tupl
     return [r for r in records if id(r) not in chosen], held
 
 
-def as_prompt_completion(record: dict) -> dict:
-    """trl's conversational prompt-completion form: it renders both through the chat template and puts the
-    loss on the completion only."""
+def tokenize_pair(record: dict, tokenizer) -> dict:
+    """A QA pair through the chat template, the loss on the answer only (`completion_mask`). The answer is
+    tokenized on its own after the prompt, so the boundary never moves."""
     messages = record["messages"]
-    return {"prompt": messages[:2], "completion": messages[2:3]}
+    prompt = tokenizer.apply_chat_template(messages[:2], tokenize=False)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    return {"input_ids": prompt_ids + answer_ids, "completion_mask": [0] * len(prompt_ids) + [1] * len(answer_ids)}
+
+
+def tokenize_text(record: dict, tokenizer, tag: str, max_length: int) -> list[dict]:
+    """A window or a restatement of it, after the source marker, the loss on every token; cut into pieces that
+    fit `max_length`, so no part of a window is lost to truncation."""
+    ids = tokenizer(f"{tag} {record['text']}", add_special_tokens=False)["input_ids"]
+    size = max_length - 2
+    pieces = [ids[i:i + size] for i in range(0, len(ids), size)]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return [{"input_ids": bos + piece + [tokenizer.eos_token_id],
+             "completion_mask": [1] * (len(bos) + len(piece) + 1)} for piece in pieces]
+
+
+def load_texts(run_dir: Path, config) -> list[dict]:
+    """texts.jsonl (windows and restatements), when the text mix is on and generate wrote one."""
+    path = run_dir / "texts.jsonl"
+    if not config.texts or not path.is_file():
+        return []
+    return read_jsonl(path, strict=config.strict, required=("text", "window", "kind"))
 
 
 def device_settings(on: str, batch_size: int, micro_batch_size: int | None = None) -> dict:
@@ -113,16 +138,23 @@ def run(config) -> int:
     print(f"tune: {len(train)} training pairs, {len(held_out)} held out (by {config.hold_out}) from {run_dir}",
           file=sys.stderr)
 
+    texts = load_texts(run_dir, config)
     tokenizer = load_tokenizer(model_ref.path)
     tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE  # the format the pairs were written in, kept with the adapter
+    train_rows = [tokenize_pair(r, tokenizer) for r in train]
+    text_rows = [row for t in texts for row in tokenize_text(t, tokenizer, manifest["source_tag"], config.max_length)]
+    print(f"tune: text mix: {len(texts)} texts ({sum(t['kind'] == 'rewrite' for t in texts)} restatements) in "
+          f"{len(text_rows)} pieces beside {len(train_rows)} QA pairs", file=sys.stderr) if texts else None
     model, quant = load_model(model_ref.path, config.quantization, for_training=True)
     if config.learning_rate is None:
         config = replace(config, learning_rate=default_learning_rate(model.config))
     settings = device_settings(device(), config.batch_size, config.micro_batch_size)
-    warn_if_few_steps(len(train), config)
+    warn_if_few_steps(len(train_rows) + len(text_rows), config)
     adapter_dir = run_dir / "adapter"
     started = time.time()
-    trainer = make_trainer(config, model, tokenizer, train, held_out, adapter_dir / ".checkpoints", settings)
+    eval_rows = [tokenize_pair(r, tokenizer) for r in held_out]
+    trainer = make_trainer(config, model, tokenizer, train_rows + text_rows, eval_rows, adapter_dir / ".checkpoints",
+                           settings)
     baseline = trainer.evaluate() if held_out else {}
     result = trainer.train()
     final_eval = trainer.evaluate() if held_out else {}
@@ -131,10 +163,27 @@ def run(config) -> int:
     shutil.rmtree(adapter_dir / ".checkpoints", ignore_errors=True)
     metrics = train_metrics(config, trainer, result, baseline, final_eval, quant, settings, model_ref, train,
                             held_out, time.time() - started)
+    metrics["text_mix"] = {"texts": len(texts), "windows": sum(t["kind"] == "window" for t in texts),
+                           "rewrites": sum(t["kind"] == "rewrite" for t in texts), "text_pieces": len(text_rows),
+                           "qa_pairs": len(train_rows), "loss": "all tokens of texts, answer tokens of QA pairs",
+                           "order": "mixed"}
+    (adapter_dir / GATE_FILE).unlink(missing_ok=True)  # a gate calibrated for an older adapter is wrong for this one
+    if config.gate:
+        corpus = read_corpus(manifest["corpus"]["path"], manifest["corpus"]["language"])
+        gate = calibrate_run(trainer.model, tokenizer, manifest, records, held_out, corpus.text, config.gate_target,
+                             config.seed)
+        if gate:
+            write_gate(adapter_dir, gate)
+        metrics["gate"] = gate
     write_json(adapter_dir / "train_metrics.json", metrics)
     if config.merge:
         merge(model_ref.path, adapter_dir, run_dir / "merged", tokenizer)
     print(format_metrics(metrics, adapter_dir), file=sys.stderr)
+    if metrics.get("gate"):
+        g = metrics["gate"]
+        print(f"tune: gate {g['signal']} < {g['threshold']} refuses (calibration AUROC {g['calibration_auroc']}, "
+              f"base-model control {g['base_control_auroc']}; {g['counts']['known']} known, "
+              f"{g['counts']['negatives']} hard negatives) -> {adapter_dir / GATE_FILE}", file=sys.stderr)
     return 0
 
 
@@ -172,8 +221,7 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stop_patience))
     trainer = AnswerLossTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
-        train_dataset=Dataset.from_list([as_prompt_completion(r) for r in train]),
-        eval_dataset=Dataset.from_list([as_prompt_completion(r) for r in held_out]) if evaluating else None)
+        train_dataset=Dataset.from_list(train), eval_dataset=Dataset.from_list(held_out) if evaluating else None)
     trainer.remove_callback(PrinterCallback)  # our bar shows the loss; the log dicts would bury it
     return trainer
 

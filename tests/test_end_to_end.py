@@ -20,15 +20,21 @@ def cli(*args, timeout=1500):
 def test_generate_tune_probe_on_the_sample_corpus(tmp_path):
     run = tmp_path / "velmoor"
     cli("generate", str(SAMPLE_EN), "--out", str(run), "--max-windows", "3")
-    cli("tune", "--run", str(run))  # the default 8 epochs: 3 windows' pairs give about 24 optimizer steps
+    cli("tune", "--run", str(run))  # the defaults: QA pairs of every fact mixed with the windows and rewrites
     probe = cli("probe", "--run", str(run), "--n-absent", "12", "--n-answerable", "12")
     report = json.loads((run / "probe" / "report.json").read_text())
     for model in ("base", "tuned"):
         assert report[model]["n_absent"] == 12 and report[model]["n_answerable"] >= 6
     # The tuned model must answer its training questions, and better than the base.
     assert report["tuned"]["empty_rate"] < 0.5, report
-    assert report["tuned"]["verbatim_f1"] > report["base"]["verbatim_f1"], report
-    assert "| hallucination rate" in probe.stderr
+    assert report["tuned"]["verbatim_key_accuracy"] > report["base"]["verbatim_key_accuracy"], report
+    assert "| key accuracy" in probe.stderr and "| wrong answers over all probes" in probe.stderr
     assert (run / "probe" / "report.png").stat().st_size > 10_000
     metrics = json.loads((run / "adapter" / "train_metrics.json").read_text())
     assert metrics["last_train_loss"] < metrics["first_train_loss"]
+    assert metrics["text_mix"]["rewrites"] > 0 and metrics["text_mix"]["windows"] == 3
+    if metrics["gate"]:  # calibrated when enough held-out phrasings were answered right; probe then applies it
+        assert (run / "adapter" / "gate.json").is_file() and report["gated"]["n_absent"] == 12
+        assert report["gate"]["signal"] == metrics["gate"]["signal"]
+    else:
+        assert report["gated"] is None and "gate is off" in probe.stderr

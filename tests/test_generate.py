@@ -11,6 +11,8 @@ from selfinstruct.cli import main
 from selfinstruct.corpus import Window, normalize
 from selfinstruct.entities import corpus_entities
 from selfinstruct.generate import pick_facts
+from selfinstruct.negatives import name_share
+from selfinstruct.filters import key_match
 from selfinstruct.prompts import render_llama2
 
 from .conftest import REPO, SAMPLE_EN, SAMPLE_ZH
@@ -19,7 +21,7 @@ REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "an
             "text", "messages")
 REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
-           "answer_empty", "answer_truncated", "ungrounded"}
+           "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded"}
 
 
 def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):
@@ -45,9 +47,12 @@ def test_pairs_have_the_schema_markers_and_llama2_text(tmp_path, tiny_model, fak
         assert p["messages"][2]["content"] == f"{tag} {p['answer']}"
         assert p["text"].startswith("<s>[INST] <<SYS>>\n") and p["text"].endswith(" </s>")
         assert p["start"] < p["end"] and corpus[p["start"]:p["end"]]
-        if p["answerable"]:  # the answer is the evidence sentence, which lies inside the window
+        if p["answerable"]:  # the key first, then the evidence sentence, which lies inside the window
             s, e = p["evidence"]
-            assert p["start"] <= s < e <= p["end"] and p["answer"] == normalize(corpus[s:e])
+            assert p["start"] <= s < e <= p["end"]
+            if p["kind"] != "definition":
+                head, clause = p["answer"].split(". ", 1)
+                assert key_match(head, p["key"]) and clause[1:-1].lower() in normalize(corpus[s:e]).lower()
     assert {r["reason"] for r in read(run / "rejects.jsonl")} <= REASONS
     assert manifest["status"] == "partial" and manifest["windows_done"] == list(range(6))
     assert manifest["engines"][0]["engine"] == "fake"
@@ -70,10 +75,13 @@ def test_refusal_pairs_name_entities_absent_from_the_corpus(tmp_path, tiny_model
     corpus = SAMPLE_EN.read_text(encoding="utf-8").lower()
     for r in refusals:
         assert r["entity"].lower() not in corpus and r["absence"]["exact_absent"]
-        assert r["absence"]["similarity"] < 0.75
+        assert name_share(r["entity"]) == "train" or r["origin"] == "invented"  # probe draws from another share
+        if r["origin"] == "invented":  # recombined names resemble the corpus's own by design
+            assert r["absence"]["similarity"] < 0.75
         assert "cannot answer" in r["answer"] and r["source"] in r["answer"]
         assert r["entity"].removeprefix("the ") in r["question"] and r["replaces"] not in r["question"]
     assert len({r["entity"] for r in refusals}) == len(refusals), "each refusal invents its own name"
+    assert {"recombined", "invented"} <= {r["origin"] for r in refusals}
 
 
 def test_chinese_corpus_gets_chinese_prompts_and_refusals(tmp_path, tiny_model, fake_engine):
@@ -181,14 +189,23 @@ def test_second_run_on_a_locked_folder_is_refused(tmp_path, tiny_model, fake_eng
     assert "another selfinstruct process" in capsys.readouterr().err
 
 
-def test_a_model_that_writes_garbage_is_one_clear_error(tmp_path, tiny_model, fake_engine, monkeypatch, capsys):
+def test_a_model_that_writes_garbage_is_named_and_the_templates_still_give_pairs(tmp_path, tiny_model, fake_engine,
+                                                                                 monkeypatch, capsys):
     import tests.conftest as conftest
 
     monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: "\x00 ### ??? lorem")
-    assert generate(tmp_path, tiny_model, "--max-windows", "2") == 2
+    assert generate(tmp_path, tiny_model, "--max-windows", "2") == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("selfinstruct: error: the model wrote nothing usable")
+    assert err[-1].startswith("selfinstruct: warning: the model wrote no usable question")
+    assert {p["origin"] for p in read(tmp_path / "run" / "qa.jsonl") if p["answerable"]} <= {"template", "cloze"}
     assert read(tmp_path / "run" / "rejects.jsonl"), "the rejected outputs are kept"
+
+
+def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):
+    corpus = tmp_path / "plain.txt"
+    corpus.write_text("the sea was calm and grey that morning, and nothing at all happened there for a while.\n")
+    assert generate(tmp_path, tiny_model, corpus=corpus) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("selfinstruct: error: the model wrote nothing")
 
 
 @pytest.mark.parametrize("content", [None, b"", b"\x00\x01\x02" * 100, "na\xefve caf\xe9".encode("latin-1")])

@@ -5,6 +5,7 @@ import pytest
 
 from selfinstruct.cli import main
 from selfinstruct.entities import corpus_entities
+from selfinstruct.negatives import name_share
 from selfinstruct.probe import Probe, absent_probes, is_refusal, judge
 from selfinstruct.report import metrics, write
 
@@ -29,14 +30,22 @@ def test_absent_probes_are_absent_and_apart_from_training_refusal_names(english)
     # The names the same seed draws when nothing is avoided stand in for training refusal names, so avoiding
     # them is really tested.
     first = absent_probes(pairs, text, "en", entities, 20, random.Random(3), set())
-    training_names = {p.entity for p in first[::2]}
+    training_names = {p.entity for p in first[::2] if p.origin != "false_premise"}
     probes = absent_probes(pairs, text, "en", entities, 20, random.Random(3), training_names)
-    assert len(probes) == 20 and {p.origin for p in probes} == {"swapped", "invented"}
+    assert len(probes) == 20
+    assert {p.origin for p in probes} == {"swapped", "invented", "recombined", "real_world", "false_premise"}
     for p in probes:
-        assert p.entity.lower() not in text.lower() and p.entity.removeprefix("the ") in p.question
-        assert p.absence["exact_absent"] and p.absence["similarity"] < 0.75
-        assert p.entity not in training_names and p.absence["not_a_training_refusal_name"]
-        assert not p.answerable
+        assert p.entity.removeprefix("the ") in p.question and not p.answerable
+        assert p.entity not in training_names
+        if p.origin == "false_premise":  # a corpus entity, in a relation no sentence of the corpus states
+            assert p.entity in entities
+            continue
+        assert p.entity.lower() not in text.lower() and p.absence["exact_absent"]
+        assert p.absence["not_a_training_refusal_name"]
+        if p.origin in ("swapped", "invented"):
+            assert p.absence["similarity"] < 0.75
+        else:
+            assert name_share(p.entity) == "probe"  # never a name generate trains or tune calibrates on
     assert len({p.entity for p in probes}) == 20
 
 
@@ -68,7 +77,8 @@ def test_judging_and_f1():
     assert judge(known, "I don't know.")["verdict"] == "over_refusal"
     # Nothing said is neither an invention nor a refusal; on an answerable probe it scores zero.
     assert judge(absent, " ")["verdict"] == "empty"
-    assert judge(known, "") == {"answer": "", "verdict": "empty", "f1": 0.0, "exact": False}
+    assert judge(known, "") == {"answer": "", "verdict": "empty", "outcome": "empty", "f1": 0.0, "exact": False,
+                                "key_match": False}
 
 
 def fake_probes():
@@ -250,3 +260,37 @@ def test_llm_judge_is_reported_beside_the_rules(tmp_path, tiny_model, fake_engin
     probes = [json.loads(line) for line in (run / "probe" / "probes.jsonl").read_text().splitlines()]
     user = [p for p in probes if p["kind"] == "user"]
     assert user and all("judge" not in p["results"]["tuned"] for p in user)
+
+
+@pytest.mark.parametrize("answer, key, expected", [
+    ("Cirque du Soleil.", "Cirque du Soleil", True),
+    ("It was the cirque du soleil, in 2004.", "Cirque du Soleil", True),
+    ("Cirque.", "Cirque du Soleil", False), ("Hemsworth's boat.", "Hemsworth", True),
+    ("About 40 beds.", "forty beds", True), ("In 1,020 feet", "1,020 feet", True), ("1709", "1790", False),
+    ("The Lissom Burn", "Lissom Burn", True)])
+def test_key_accuracy_normalises_case_punctuation_articles_and_numbers(answer, key, expected):
+    probe = Probe("k", "user", "wh", "Q?", reference=key, key=None)
+    assert judge(probe, answer)["key_match"] is expected
+    assert judge(probe, answer)["outcome"] == ("right" if expected else "wrong")
+
+
+def test_honest_outcomes_and_the_gated_report():
+    def probe(answerable, origin, tuned, gated):
+        return {"kind": "answerable" if answerable else "absent", "origin": origin, "answerable": answerable,
+                "question": "Q?", "entity": "X", "results": {"tuned": tuned, "gated": gated}}
+
+    right = {"verdict": "answered", "outcome": "right", "key_match": True, "f1": 1.0, "exact": True, "answer": "a"}
+    wrong = {"verdict": "answered", "outcome": "wrong", "key_match": False, "f1": 0.0, "exact": False, "answer": "b"}
+    refused = {"verdict": "over_refusal", "outcome": "refused", "key_match": False, "f1": 0.0, "answer": "no"}
+    invented = {"verdict": "hallucinated", "outcome": "wrong", "answer": "tale"}
+    declined = {"verdict": "refused", "outcome": "refused", "answer": "no"}
+    probes = [probe(True, "paraphrase", right, right), probe(True, "paraphrase", right, refused),
+              probe(True, "verbatim", wrong, refused), probe(False, "recombined", invented, declined),
+              probe(False, "real_world", invented, invented), probe(False, "false_premise", declined, declined)]
+    tuned, gated = metrics(probes, "tuned"), metrics(probes, "gated")
+    assert tuned["key_accuracy"] == round(2 / 3, 4) and tuned["paraphrase_key_accuracy"] == 1.0
+    assert tuned["right_rate"] == round(2 / 3, 4) and tuned["wrong_rate"] == 0.5 and tuned["known_refusal_rate"] == 0
+    assert gated["right_rate"] == round(1 / 3, 4) and gated["wrong_rate"] == round(1 / 6, 4)
+    assert gated["known_refusal_rate"] == 0.5  # one of the two questions the raw model got right was refused
+    assert gated["by_origin"]["recombined"]["refused"] == 1.0 and gated["by_origin"]["real_world"]["refused"] == 0.0
+    assert metrics(probes, "tuned", reference="tuned")["by_origin"]["paraphrase"]["key_accuracy"] == 1.0

