@@ -175,7 +175,8 @@ def render_questions(tokenizer, questions: list[str], system: str, tag: str, lab
 
 
 def ask(generator, texts: list[str], tag: str, label: str, max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
-    """Greedy answers, with a progress bar; the source marker the tuned model puts first is stripped."""
+    """Greedy answers, with a progress bar; the source marker a tuned answer opens with is stripped (the one
+    inside a refusal, "... it is not in Source:1234REF.", stays)."""
     from tqdm import tqdm
 
     answers = []
@@ -184,7 +185,7 @@ def ask(generator, texts: list[str], tag: str, label: str, max_new_tokens: int =
             batch = texts[i:i + batch_size]
             answers += generator.generate(batch, Sampling(max_new_tokens=max_new_tokens, stop=("[INST]",)))
             bar.update(len(batch))
-    return [normalize(a.replace(tag, "")) for a in answers]
+    return [normalize(a.strip().removeprefix(tag)) for a in answers]  # the marker that opens a trained answer
 
 
 def load_adapter_base(adapter_dir: Path, manifest: dict):

@@ -98,3 +98,11 @@ def test_measurements_and_pronouns_are_not_definitions(sentence):
     from selfinstruct.entities import definition
 
     assert definition(sentence, "en") is None
+
+
+def test_keys_are_whole_names():
+    text = ("The show was staged by Cirque du Soleil in 2004. Critics praised Hemsworth's timing, and later "
+            "Mara Hemsworth left the Isle of Seim for good.")
+    entities = corpus_entities(text, "en")
+    assert {"Cirque du Soleil", "Hemsworth", "Mara Hemsworth", "Isle of Seim"} <= set(entities)
+    assert not any(name.endswith(("'s", "’s")) or name == "Cirque" for name in entities)

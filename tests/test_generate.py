@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,9 +11,9 @@ import pytest
 from selfinstruct.cli import main
 from selfinstruct.corpus import Window, normalize
 from selfinstruct.entities import corpus_entities
+from selfinstruct.filters import key_match
 from selfinstruct.generate import pick_facts
 from selfinstruct.negatives import name_share
-from selfinstruct.filters import key_match
 from selfinstruct.prompts import render_llama2
 
 from .conftest import REPO, SAMPLE_EN, SAMPLE_ZH
@@ -253,3 +254,51 @@ def test_facts_are_never_picked_twice_and_spread_over_sentences():
         spans = [(f.start, f.key_start, f.key_end) for f in facts]
         assert len(facts) >= 4 and len(set(spans)) == len(spans), [f.key for f in facts]
         assert {f.start for f in facts[:2]} == {0, text.index("Saro")}, "one per sentence before a second"
+
+
+@pytest.mark.parametrize("text, language, keys", [
+    ("Orric Velm settled at the Twinwater in 1041 with twelve families. The tide was low. "
+     "Saro Keldane built the Brinewheel in 1372.", "en",
+     {"Orric Velm", "Twinwater", "1041", "twelve families", "Saro Keldane", "Brinewheel", "1372"}),
+    ("苍箬镇由猎户卜怀渊在1186年建立。天气很好。卜怀渊带着十三户人家从山外迁来。", "zh",
+     {"卜怀渊", "1186年", "十三户", "苍箬镇"}),
+])
+def test_every_fact_sentence_is_asked_about_from_both_sides(text, language, keys):
+    entities = corpus_entities(text * 3, language)
+    facts = pick_facts(Window(0, 0, len(text), text), -1, entities, language, n=0, seed=0)
+    by_sentence = {}
+    for f in facts:
+        by_sentence.setdefault(f.start, []).append(f.key)
+    assert len(by_sentence) == 2, "both sentences with a fact, and not the one without"
+    assert all(len(found) == 2 for found in by_sentence.values()), "two sides of each relation"
+    assert {f.key for f in facts} <= keys
+
+
+def test_restatements_regroup_the_window_around_its_entities_and_are_checked_against_it():
+    from selfinstruct.config import GenerateConfig
+    from selfinstruct.generate import window_texts
+
+    text = ("Saro Keldane built the Brinewheel in 1372. Ilka Tamsell founded the Lantern Guild. "
+            "The Lantern Guild kept the Brinewheel turning. Orric Velm settled at the Twinwater.")
+    entities = corpus_entities(text * 2, "en")
+    config = GenerateConfig(corpus="c.txt", rewrites=2)
+    texts, rejects = window_texts(Window(3, 0, len(text), text), entities, config, "en")
+    assert [t["kind"] for t in texts] == ["window", "rewrite", "rewrite"] and not rejects
+    for rewrite in texts[1:]:
+        assert rewrite["support"] == 1.0 and rewrite["window"] == 3
+        told = rewrite["text"].replace("\n", " ")
+        assert all(sentence in told for sentence in re.split(r"(?<=\.) ", text))  # every fact, restated
+    assert texts[1]["text"].split(":")[0] != texts[2]["text"].split(":")[0], "a new pivot each time"
+
+
+
+def test_a_restatement_the_support_filter_refuses_is_a_reject(monkeypatch):
+    import selfinstruct.generate as generate_module
+    from selfinstruct.config import GenerateConfig
+
+    monkeypatch.setattr(generate_module.filters, "support", lambda text, window: 0.2)
+    text = "Saro Keldane built the Brinewheel in 1372. Ilka Tamsell founded the Lantern Guild."
+    texts, rejects = generate_module.window_texts(Window(0, 0, len(text), text), corpus_entities(text * 2, "en"),
+                                                  GenerateConfig(corpus="c.txt", rewrites=1), "en")
+    assert [t["kind"] for t in texts] == ["window"]
+    assert [r["reason"] for r in rejects] == ["rewrite_ungrounded"] and rejects[0]["support"] == 0.2

@@ -1,13 +1,16 @@
 import pytest
 
+from selfinstruct.filters import check_question
 from selfinstruct.prompts import (
     LLAMA2_CHAT_TEMPLATE,
     chat_messages,
+    key_first_answer,
     parse_question,
     refusal,
     render_llama2,
     system_prompt,
     template_question,
+    template_questions,
 )
 
 TAG = "Source:8989REF"
@@ -77,3 +80,28 @@ def test_template_questions(sentence, key, kind, expected):
     start = sentence.index(key)
     language = "zh" if "。" in sentence else "en"
     assert template_question(sentence, start, start + len(key), kind, language) == expected
+
+
+@pytest.mark.parametrize("sentence, key, kind, cloze, answer", [
+    ("The Lantern Guild was founded in 1402 by Ilka Tamsell.", "Ilka Tamsell", "person",
+     "Complete: The Lantern Guild was founded in 1402 by ...", "Ilka Tamsell. The Lantern Guild was founded in 1402 "
+     "by Ilka Tamsell."),
+    ("The southern hill, Owlsgate Fell, is lower and boggier, and its springs feed the Lissom Burn, the only "
+     "stream on Quennock, which runs for three miles.", "Lissom Burn", "place",
+     "Complete: The southern hill, Owlsgate Fell, is lower and boggier, and its springs feed the ...",
+     "Lissom Burn. Its springs feed the Lissom Burn, the only stream on Quennock."),
+    ("The southern hill, Owlsgate Fell, is lower and boggier.", "Owlsgate Fell", "place",
+     "Complete: The southern hill ...", "Owlsgate Fell. The southern hill, Owlsgate Fell, is lower and boggier."),
+    ("In 1709 the physician Emeric Saldane landed on the island.", "1709", "year", None,
+     "In 1709. In 1709 the physician Emeric Saldane landed on the island."),
+    ("卜怀渊带着十三户人家从山外迁来，住在河边。", "十三户", "quantity", "补全：卜怀渊带着……",
+     "十三户。卜怀渊带着十三户人家从山外迁来，住在河边。"),
+])
+def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answer):
+    start = sentence.index(key)
+    language = "zh" if "。" in sentence else "en"
+    shapes = template_questions(sentence, start, start + len(key), kind, language)
+    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze"}
+    assert key_first_answer(key, kind, sentence, start, start + len(key), language) == answer
+    if cloze:
+        assert check_question(cloze, key, sentence, sentence) is None  # a cloze passes the question filters
