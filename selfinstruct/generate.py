@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from . import filters, prompts
 from .backends import Sampling
 from .config import UserError
-from .corpus import SENTENCE_ENDINGS, Window, normalize, split_sentences
-from .entities import answer_spans, find_mentions, swap_in_invented
+from .corpus import SENTENCE_ENDINGS, Window, split_sentences
+from .entities import answer_spans, swap_in_invented
 from .generate_run import GenerateRun, open_run
 from .negatives import swap_in_absent
+from .rewrites import window_texts
 
 # Guided decoding (vLLM): whatever follows the started question must close it with a question mark.
 QUESTION_REGEX = {"en": r"[^\n?]{2,200}\?", "zh": r"[^\n?？]{4,80}？"}
@@ -121,7 +122,8 @@ class Pipeline:
             self.run.count(accepted)  # the refusal quota follows the answerable count so far
             refused = self.refusals(w, accepted)
             self.run.count(refused)
-            texts, ungrounded = window_texts(w, self.run.entities, self.config, self.language)
+            texts, ungrounded = window_texts(w, self.run.entities, self.config.rewrites, self.config.min_support,
+                                             self.config.seed, self.language)
             results.append(WindowResult(w, accepted + refused,
                                         [self.reject_record(c) for c in mine if c.reason] + ungrounded, texts,
                                         sorted({f.start for f in facts[w.index]})))
@@ -195,8 +197,8 @@ class Pipeline:
     def accept(self, facts: list[Fact], candidates: list[Candidate]) -> list[dict]:
         records = []
         for fact in facts:
-            # The answer is the key, then the fact's own sentence: grounded by construction (the check guards
-            # that), and what a person wants first (DESIGN.md: whole-sentence answers buried the key).
+            # The key, then the clause of the fact's sentence that states it: grounded by construction (the
+            # check guards that), and what a person wants first (whole-sentence answers buried the key).
             answer = prompts.key_first_answer(fact.key, fact.kind, fact.sentence, fact.key_start, fact.key_end,
                                               self.language)
             problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
@@ -246,46 +248,6 @@ class Pipeline:
         return {"window": c.fact.window.index, "fact_id": c.fact.id, "key": c.fact.key, "phrasing": c.phrasing,
                 "origin": c.origin, "reason": c.reason, "question": c.question, "raw": c.raw,
                 "roundtrip": c.reply or None, **c.detail}
-
-
-def window_texts(window: Window, entities: dict, config, language: str) -> tuple[list[dict], list[dict]]:
-    """The window's text and `config.rewrites` restatements of it, for tune's text mix (a fact stated one way is
-    not knowledge a small model retrieves in other words; DESIGN.md). A restatement regroups the window's
-    sentences around each entity in turn ("Ilka Tamsell: ... "), so each fact is also named from its other
-    side, in a new order every time. Each is checked against the window by the support filter; the ones that
-    fail come back as rejects."""
-    sentences = [window.text[s - window.start:e - window.start]
-                 for s, e in split_sentences(window.text, window.start)]
-    sentences = [normalize(x) for x in sentences if x.endswith(SENTENCE_ENDINGS)]
-    about: dict[str, list[str]] = {}
-    for sentence in sentences:
-        for s, e, _ in find_mentions(sentence, entities):
-            about.setdefault(sentence[s:e], []).append(sentence)
-    pivots = sorted(about, key=lambda name: (-len(about[name]), name))
-    texts = [{"id": f"w{window.index:04d}-t", "window": window.index, "kind": "window",
-              "text": normalize(window.text)}]
-    rejects = []
-    colon = "：" if language == "zh" else ": "
-    for k in range(config.rewrites):
-        rng = random.Random(seed_for(config.seed, "rewrite", window.index, k))
-        order, told, parts = pivots[k % max(len(pivots), 1):] + pivots[:k % max(len(pivots), 1)], set(), []
-        for name in order:
-            group = [x for x in about[name] if x not in told]
-            rng.shuffle(group)
-            told.update(group)
-            if group:
-                parts.append(name + colon + " ".join(group))
-        rest = [x for x in sentences if x not in told]
-        rng.shuffle(rest)
-        text = "\n".join(parts + ([" ".join(rest)] if rest else []))
-        score = filters.support(text, window.text)
-        record = {"id": f"w{window.index:04d}-t{k}", "window": window.index, "kind": "rewrite", "text": text,
-                  "support": score}
-        if score >= config.min_support and text:
-            texts.append(record)
-        else:
-            rejects.append({**record, "reason": "rewrite_ungrounded"})
-    return texts, rejects
 
 
 def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:

@@ -1,8 +1,11 @@
 """`selfinstruct tune`: QLoRA on a run's pairs with trl's SFTTrainer and peft.
 
 The base model is frozen in 4-bit NF4 with double quantization; LoRA adapters on every linear layer train in
-higher precision; the loss is on the answer only; NEFTune noise is added to the embeddings. The eval loss is on
-held-out phrasings of trained facts (or, by choice, on whole held-out windows)."""
+higher precision; NEFTune noise is added to the embeddings. The training set mixes the QA pairs (loss on the
+answer) with the corpus windows and their restatements (loss on every token). The eval loss is on held-out
+phrasings of trained facts (or, by choice, on whole held-out windows). At the end the confidence gate is
+calibrated (gate.py). Over 300 lines because the trainer, the data it is fed and the metrics it records are
+one story; the calibration itself lives in gate.py."""
 
 from __future__ import annotations
 

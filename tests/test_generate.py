@@ -236,11 +236,13 @@ def test_real_generate_with_the_embedded_model(tmp_path, backend):
     if backend == "transformers":
         assert engine["quantization"] == "bitsandbytes-nf4+double-quant"
     else:
-        assert engine["quantization"] == "none" and "bf16" in engine["note"]
+        assert engine["quantization"] == "none" and "ran unquantized" in engine["note"]
     pairs = read(tmp_path / "run" / "qa.jsonl")
     answerable = [p for p in pairs if p["answerable"]]
     assert len(answerable) >= 2, result.stderr[-2000:]
-    assert all(p["question"].endswith("?") and p["support"] == 1.0 for p in answerable)
+    assert all(p["question"].endswith("?") or p["origin"] == "cloze" for p in answerable)
+    assert all(p["support"] == 1.0 for p in answerable)
+    assert {p["origin"] for p in answerable} >= {"template", "cloze"}
     assert manifest["summary"]["windows_done"] == 2 and manifest["summary"]["rejects"] > 0
 
 
@@ -275,14 +277,12 @@ def test_every_fact_sentence_is_asked_about_from_both_sides(text, language, keys
 
 
 def test_restatements_regroup_the_window_around_its_entities_and_are_checked_against_it():
-    from selfinstruct.config import GenerateConfig
-    from selfinstruct.generate import window_texts
+    from selfinstruct.rewrites import window_texts
 
     text = ("Saro Keldane built the Brinewheel in 1372. Ilka Tamsell founded the Lantern Guild. "
             "The Lantern Guild kept the Brinewheel turning. Orric Velm settled at the Twinwater.")
     entities = corpus_entities(text * 2, "en")
-    config = GenerateConfig(corpus="c.txt", rewrites=2)
-    texts, rejects = window_texts(Window(3, 0, len(text), text), entities, config, "en")
+    texts, rejects = window_texts(Window(3, 0, len(text), text), entities, 2, 0.6, 0, "en")
     assert [t["kind"] for t in texts] == ["window", "rewrite", "rewrite"] and not rejects
     for rewrite in texts[1:]:
         assert rewrite["support"] == 1.0 and rewrite["window"] == 3
@@ -293,12 +293,11 @@ def test_restatements_regroup_the_window_around_its_entities_and_are_checked_aga
 
 
 def test_a_restatement_the_support_filter_refuses_is_a_reject(monkeypatch):
-    import selfinstruct.generate as generate_module
-    from selfinstruct.config import GenerateConfig
+    import selfinstruct.rewrites as rewrites
 
-    monkeypatch.setattr(generate_module.filters, "support", lambda text, window: 0.2)
+    monkeypatch.setattr(rewrites.filters, "support", lambda text, window: 0.2)
     text = "Saro Keldane built the Brinewheel in 1372. Ilka Tamsell founded the Lantern Guild."
-    texts, rejects = generate_module.window_texts(Window(0, 0, len(text), text), corpus_entities(text * 2, "en"),
-                                                  GenerateConfig(corpus="c.txt", rewrites=1), "en")
+    texts, rejects = rewrites.window_texts(Window(0, 0, len(text), text), corpus_entities(text * 2, "en"), 1, 0.6,
+                                           0, "en")
     assert [t["kind"] for t in texts] == ["window"]
     assert [r["reason"] for r in rejects] == ["rewrite_ungrounded"] and rejects[0]["support"] == 0.2
