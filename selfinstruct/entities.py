@@ -210,13 +210,20 @@ def swap_entity(question: str, start: int, end: int, name: str) -> str:
     return question[:start] + name + question[end:]
 
 
+def first_mentions(pairs: list[dict], entities: dict[str, str], rng: random.Random) -> list[tuple[dict, tuple]]:
+    """(pair, (start, end, kind)) of each pair's first named entity in its question, in a shuffled order: what
+    every swap (invented, recombined, real-world, false premise) replaces."""
+    sources = [(p, m) for p in pairs for m in find_mentions(p["question"], entities)[:1]]
+    rng.shuffle(sources)
+    return sources
+
+
 def swap_in_invented(pairs: list[dict], n: int, rng: random.Random, language: str, corpus_lower: str,
                      entities: dict[str, str], avoid: set[str]) -> list[tuple[dict, str, Absence, str]]:
     """Up to `n` of the pairs' questions with their first named entity swapped for an invented name of the same
     kind, absent from the corpus and from `avoid` (which grows by each name used). Each comes back as
     (pair, new question, the name's absence check, the text it replaced)."""
-    sources = [(p, m) for p in pairs for m in find_mentions(p["question"], entities)[:1]]
-    rng.shuffle(sources)
+    sources = first_mentions(pairs, entities, rng)
     swapped = []
     for pair, (start, end, kind) in sources[:max(0, n)]:
         names = invent_names(kind, 1, rng, language, corpus_lower, entities, avoid=avoid)

@@ -11,7 +11,7 @@ import random
 import re
 import zlib
 
-from .entities import EN_KIND_WORDS, ZH_SUFFIXES, Absence, check_absent, find_mentions, swap_entity
+from .entities import EN_KIND_WORDS, ZH_SUFFIXES, Absence, check_absent, first_mentions, swap_entity
 from .filters import content_tokens
 
 USES = ("train", "calibrate", "probe")
@@ -120,8 +120,7 @@ def swap_in_absent(pairs: list[dict], n: int, rng: random.Random, language: str,
     used) are skipped, and each name is used once."""
     pools = {}
     used = set(avoid)
-    sources = [(p, m) for p in pairs for m in find_mentions(p["question"], entities)[:1]]
-    rng.shuffle(sources)
+    sources = first_mentions(pairs, entities, rng)
     out = []
     for pair, (start, end, kind) in sources:
         if len(out) >= n:
@@ -150,8 +149,7 @@ def false_premises(pairs: list[dict], n: int, rng: random.Random, corpus: str, e
     by_kind: dict[str, list[str]] = {}
     for name, kind in entities.items():
         by_kind.setdefault(kind, []).append(name)
-    sources = [(p, m) for p in pairs for m in find_mentions(p["question"], entities)[:1]]
-    rng.shuffle(sources)
+    sources = first_mentions(pairs, entities, rng)
     out, used = [], set()
     for pair, (start, end, kind) in sources:
         if len(out) >= n:

@@ -238,14 +238,14 @@ def run(config) -> int:
 
     system = manifest.get("system_prompt") or prompts.system_prompt(tag, language)
     models = ["base", "tuned"] if config.base else ["tuned"]
-    questions = [p.question for p in probes]
+    questions, rendered = [p.question for p in probes], {}
     for model in models:
-        texts = render_questions(generator.tokenizer, questions, system, tag, model)
+        texts = rendered[model] = render_questions(generator.tokenizer, questions, system, tag, model)
         with generator.base_only() if model == "base" else nullcontext():
             answers = ask(generator, texts, tag, model, config.max_new_tokens, config.batch_size)
         for p, a in zip(probes, answers, strict=True):
             p.results[model] = judge(p, a)
-    gate = apply_gate(generator, probes, adapter_dir, system, tag, language) if config.gate else None
+    gate = apply_gate(generator, probes, rendered["tuned"], adapter_dir, tag, language) if config.gate else None
     if gate:
         models.append("gated")
     if config.judge:
@@ -266,7 +266,8 @@ def run(config) -> int:
     return 0
 
 
-def apply_gate(generator, probes: list[Probe], adapter_dir: Path, system: str, tag: str, language: str) -> dict | None:
+def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Path, tag: str,
+               language: str) -> dict | None:
     """The gate's verdicts as a third model, `gated`: the tuned answers, with those scoring under the threshold
     replaced by the refusal. The signal's AUROC on these probes is reported beside the base-model control."""
     from .gate import auroc, read_gate, refuses, signal_scores
@@ -279,14 +280,14 @@ def apply_gate(generator, probes: list[Probe], adapter_dir: Path, system: str, t
         print("probe: the gate reads logits, which needs --backend transformers: the gate is off", file=sys.stderr)
         return None
     refusal = prompts.refusal(tag, language)
-    texts = render_questions(generator.tokenizer, [p.question for p in probes], system, tag, "tuned")
     answers = [p.results["tuned"]["answer"] for p in probes]
     scores = signal_scores(generator, texts, answers, refusal, tag)[gate["signal"]]
     with generator.base_only():
         control = signal_scores(generator, texts, answers, refusal, tag)[gate["signal"]]
     for p, score in zip(probes, scores, strict=True):
-        gated = judge(p, refusal) if refuses(gate, score) else dict(p.results["tuned"])
-        p.results["gated"] = {**gated, "gate_score": score, "gate_refused": refuses(gate, score)}
+        refused = refuses(gate, score)
+        gated = judge(p, refusal) if refused else dict(p.results["tuned"])
+        p.results["gated"] = {**gated, "gate_score": score, "gate_refused": refused}
     known = [p.answerable and p.results["tuned"]["outcome"] == "right" for p in probes]
     absent = [not p.answerable for p in probes]
     gate["probe_auroc"] = {name: auroc([v for v, k in zip(values, known, strict=True) if k],
