@@ -55,7 +55,17 @@ def read_corpus(path: str | Path, language: str = "auto") -> Corpus:
 
 
 def decode(raw: bytes, path: Path) -> tuple[str, str]:
+    """UTF-8, UTF-16 with its byte-order mark, or Chinese GB18030/GBK; anything else is refused with the
+    encoding it most looks like, never read as garbled text."""
+    for bom, encoding in ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding), encoding
+            except UnicodeDecodeError:
+                raise UserError(f"corpus starts with a UTF-16 byte-order mark but is not UTF-16 text: {path}") from None
     head = raw[:65536]
+    if any(_reads_as_text(head, encoding) for encoding in ("utf-16-le", "utf-16-be")):
+        raise UserError(f"corpus looks like UTF-16 without a byte-order mark: {path} (convert it to UTF-8)")
     controls = sum(b < 9 or 13 < b < 32 for b in head)
     if b"\x00" in head or controls > len(head) * 0.01:
         raise UserError(f"corpus looks binary, not text: {path}")
@@ -63,14 +73,40 @@ def decode(raw: bytes, path: Path) -> tuple[str, str]:
         return raw.decode("utf-8-sig"), "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
     except UnicodeDecodeError:
         pass
-    try:  # GB18030 is a superset of GBK and GB2312, the usual encodings of Chinese text files
-        text = raw.decode("gb18030")
-    except UnicodeDecodeError:
-        text = ""
-    non_ascii = [c for c in text if ord(c) > 127]
+    japanese = _japanese_encoding(raw)
+    if japanese:  # GB18030 would read these bytes too, as garbled Chinese
+        raise UserError(f"corpus looks like Japanese {japanese} text, which selfinstruct does not read: {path} "
+                        "(convert it to UTF-8)")
+    text = _decoded(raw, "gb18030")  # a superset of GBK and GB2312, the usual encodings of Chinese text files
+    non_ascii = [c for c in text or "" if ord(c) > 127]
     if non_ascii and sum(bool(CJK.match(c)) for c in non_ascii) / len(non_ascii) > 0.5:
         return text, "gb18030"
-    raise UserError(f"corpus is neither UTF-8 nor Chinese GB18030/GBK text: {path} (convert it to UTF-8)")
+    found = " (it reads as Windows-1252/Latin-1)" if _decoded(raw, "cp1252") else ""
+    raise UserError(f"corpus is neither UTF-8 nor Chinese GB18030/GBK text{found}: {path} (convert it to UTF-8)")
+
+
+def _decoded(raw: bytes, encoding: str) -> str | None:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
+def _reads_as_text(head: bytes, encoding: str) -> bool:
+    text = _decoded(head[:len(head) // 2 * 2], encoding) or ""
+    plain = sum(" " <= c <= "~" or c in "\t\r\n" or bool(CJK.match(c)) or "\u3000" <= c <= "\u303f" for c in text)
+    return b"\x00" in head and plain > 0.95 * len(text)  # English or Chinese text, not binary that decodes
+
+
+def _japanese_encoding(raw: bytes) -> str | None:
+    """Shift_JIS or EUC-JP, when the bytes decode in it and a good share of the result is kana, which Chinese
+    text never holds."""
+    for encoding, name in (("shift_jis", "Shift_JIS"), ("euc_jp", "EUC-JP")):
+        text = _decoded(raw, encoding)
+        non_ascii = [c for c in text or "" if ord(c) > 127]
+        if non_ascii and sum("\u3040" <= c <= "\u30ff" for c in non_ascii) / len(non_ascii) > 0.15:
+            return name
+    return None
 
 
 def detect_language(text: str) -> str:

@@ -266,6 +266,11 @@ def run(config, generator=None) -> int:
     started = time.time()
     with open_run(config) as run_state:
         todo = run_state.todo()
+        if todo and not run_state.done and not any(
+                pick_facts(w, run_state.seen_until(w), run_state.entities, run_state.corpus.language, 0, config.seed)
+                for w in run_state.windows):
+            raise UserError(f"{config.corpus} has no sentence that states a name, number or date to ask about "
+                            f"({len(run_state.corpus.text.split())} words): give it a corpus of whole sentences")
         if todo:
             from .backends import load_generator
 
@@ -282,8 +287,9 @@ def run(config, generator=None) -> int:
     print(format_summary(summary), file=sys.stderr)
     if summary["windows_done"] and not summary["answerable"]:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
-        raise UserError(f"the model wrote nothing usable: no pair passed the filters ({reasons or 'no output'}); "
-                        f"see {run_state.rejects_path}")
+        see = f"; see {run_state.rejects_path}" if run_state.rejects_path.exists() else ""
+        raise UserError(f"the model wrote nothing usable: no pair passed the filters ({reasons or 'no output'})"
+                        f"{see}")
     if summary["answerable"] and not summary["origins"].get("model"):
         print("selfinstruct: warning: the model wrote no usable question; every pair comes from the sentence "
               f"templates (see {run_state.rejects_path} for what it wrote)", file=sys.stderr)

@@ -47,14 +47,13 @@ class GenerateRun:
         self.session = Counter()
 
     def open(self) -> None:
-        if self.manifest_path.exists():
-            old = read_json(self.manifest_path)
-            changed = self.changes_against(old)
-            if changed and not self.config.overwrite:
+        if self.config.overwrite:
+            self.clear()
+        elif self.manifest_path.exists():
+            changed = self.changes_against(read_json(self.manifest_path))
+            if changed:
                 raise UserError(f"{self.dir} holds a run with another {', '.join(changed)}; "
                                 "pass --overwrite to replace it, or --out for a new folder")
-            if self.config.overwrite:
-                self.clear()
         self.windows = split_windows(self.corpus, load_tokenizer(self.model.path), self.config.window_tokens,
                                      self.config.window_overlap)
         self.manifest = read_json(self.manifest_path) if self.manifest_path.exists() else self.new_manifest()
@@ -174,7 +173,9 @@ class GenerateRun:
                    "this_run": {**self.session, "pairs_per_minute": 60 * self.session["pairs"] / seconds
                                 if seconds else None,
                                 "tokens_per_second": self.session["generated_tokens"] / seconds if seconds else None}}
-        self.manifest["status"] = "complete" if len(self.done) == len(self.windows) else "partial"
+        # A run with no pair is kept for its rejects but is never the "latest run" that tune and probe pick.
+        finished = "complete" if len(self.done) == len(self.windows) else "partial"
+        self.manifest["status"] = finished if summary["pairs"] else "empty"
         self.manifest["summary"] = summary
         write_json(self.manifest_path, self.manifest)
         return summary
@@ -200,9 +201,23 @@ def _window_of(line: str) -> int | None:
         return None  # a line torn by a kill mid-write
 
 
+def check_out_folder(run_dir: Path, overwrite: bool) -> None:
+    """A folder is a run folder (its manifest.json), an empty one, or refused: resuming would drop the records
+    of a qa.jsonl that no manifest vouches for."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file, not a folder")
+    if overwrite or not run_dir.is_dir() or (run_dir / "manifest.json").exists():
+        return
+    if any(p.name != ".lock" for p in run_dir.iterdir()):
+        raise UserError(f"{run_dir} is not a run folder (no manifest.json) and is not empty: choose another --out, "
+                        "or pass --overwrite to write the run there (its qa.jsonl, rejects.jsonl and texts.jsonl "
+                        "are replaced)")
+
+
 @contextmanager
 def open_run(config):
     run_dir = config.run_dir()
+    check_out_folder(run_dir, config.overwrite)
     state = GenerateRun(config, run_dir)  # checks the corpus and the model before anything is created
     with run_lock(run_dir):
         state.open()

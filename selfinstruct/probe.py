@@ -156,7 +156,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) ->
 
 
 def user_probes(path: str) -> list[Probe]:
-    records = read_jsonl(Path(path), strict=True, required=("question", "answerable"))
+    records = read_jsonl(Path(path), strict=True, required=("question", "answerable"), fix="fix the file")
     for number, r in enumerate(records, 1):
         if not isinstance(r["answerable"], bool) or not isinstance(r["question"], str):
             raise UserError(f"{path}: record {number}: question must be text and answerable true or false")
@@ -194,6 +194,9 @@ def load_adapter_base(adapter_dir: Path, manifest: dict):
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise UserError(f"no adapter in {adapter_dir}: run `selfinstruct tune` first, or pass --adapter")
+    if not any((adapter_dir / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise UserError(f"{adapter_dir} has adapter_config.json but no adapter weights (adapter_model.safetensors): "
+                        "a tune that did not finish? run tune again")
     spec = _train_metrics(adapter_dir).get("base_model", {}).get("spec")
     base = resolve_model(spec or manifest["model"]["spec"])
     trained_on = read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
@@ -224,6 +227,7 @@ def run(config) -> int:
     entities = corpus_entities(corpus.text, language)
     refusal_names = {p["entity"] for p in pairs if not p["answerable"] and p.get("entity")}
 
+    user = user_probes(config.questions) if config.questions else []  # a bad file is named before the model loads
     generator = load_generator(base.path, config.backend, config.quantization, config.batch_size, config.seed,
                                adapter=adapter_dir)
     probes = absent_probes(pairs, corpus.text, language, entities, config.n_absent, rng, refusal_names)
@@ -231,8 +235,7 @@ def run(config) -> int:
     with generator.base_only():
         probes += paraphrase_probes(generator, train_pairs, corpus.text, language, config.n_answerable // 2,
                                     config.seed)
-    if config.questions:
-        probes += user_probes(config.questions)
+    probes += user
     if not probes:
         raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")
 

@@ -47,7 +47,8 @@ def append_jsonl(path: Path, records: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: Path, strict: bool = False, required: tuple[str, ...] = ()) -> list[dict]:
+def read_jsonl(path: Path, strict: bool = False, required: tuple[str, ...] = (),
+               fix: str = "drop --strict to skip them") -> list[dict]:
     """Records of a JSONL file. A malformed line (bad JSON, not an object, missing a required key) is named
     by its line number: refused when `strict`, else skipped with a warning."""
     records, bad = [], []
@@ -77,7 +78,7 @@ def read_jsonl(path: Path, strict: bool = False, required: tuple[str, ...] = ())
         records.append(record)
     if bad and strict:
         number, why = bad[0]
-        raise UserError(f"{path}:{number}: malformed line: {why} ({len(bad)} malformed in all; drop --strict to skip)")
+        raise UserError(f"{path}:{number}: malformed line: {why} ({len(bad)} malformed in all; {fix})")
     for number, why in bad:
         print(f"selfinstruct: warning: {path}:{number}: skipped malformed line: {why}", file=sys.stderr)
     return records
@@ -86,8 +87,12 @@ def read_jsonl(path: Path, strict: bool = False, required: tuple[str, ...] = ())
 @contextmanager
 def run_lock(run_dir: Path):
     """One writer per run folder. flock is released by the kernel when the holder dies, even by SIGKILL."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / ".lock").open("w") as handle:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = (run_dir / ".lock").open("w")
+    except OSError as e:
+        raise UserError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -97,10 +102,17 @@ def run_lock(run_dir: Path):
 
 def latest_run(base: Path = OUTPUTS) -> Path:
     """The most recently generated run folder under outputs/."""
-    runs = [p.parent for p in base.glob("*/manifest.json")] if base.is_dir() else []
+    runs = [p.parent for p in base.glob("*/manifest.json") if _has_pairs(p)] if base.is_dir() else []
     if not runs:
         raise UserError(f"no run folder under {base}/: run `selfinstruct generate CORPUS.txt` first, or pass --run")
     return max(runs, key=lambda p: (p / "manifest.json").stat().st_mtime)
+
+
+def _has_pairs(manifest: Path) -> bool:
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get("status") != "empty"
+    except (OSError, ValueError):
+        return False
 
 
 def pick_run(run: str | None) -> Path:

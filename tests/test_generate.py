@@ -206,7 +206,8 @@ def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_eng
     corpus = tmp_path / "plain.txt"
     corpus.write_text("the sea was calm and grey that morning, and nothing at all happened there for a while.\n")
     assert generate(tmp_path, tiny_model, corpus=corpus) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("selfinstruct: error: the model wrote nothing")
+    assert "has no sentence that states a name, number or date" in capsys.readouterr().err
+    assert not fake_engine and not (tmp_path / "run" / "manifest.json").exists(), "refused before the model loads"
 
 
 @pytest.mark.parametrize("content", [None, b"", b"\x00\x01\x02" * 100, "na\xefve caf\xe9".encode("latin-1")])

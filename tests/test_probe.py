@@ -136,6 +136,7 @@ def make_run(tmp_path, tiny_model, corpus=SAMPLE_EN):
     adapter = run / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model), "r": 8}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")  # the fake engine never reads it
     (adapter / "train_metrics.json").write_text(json.dumps({"base_model": {"spec": str(tiny_model)},
                                                            "eval_windows": [5]}))
     return run
@@ -215,6 +216,7 @@ def test_bad_probe_inputs_are_one_clear_error(tmp_path, tiny_model, fake_engine,
     other = tmp_path / "other-adapter"
     other.mkdir()
     (other / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/models/llama-2-7b"}))
+    (other / "adapter_model.safetensors").write_bytes(b"")
     assert main(["probe", "--run", str(run), "--adapter", str(other)]) == 2
     assert "was trained on /models/llama-2-7b" in capsys.readouterr().err
     bad.write_text('{"question": "Who?", "answerable": "false"}\n')  # a string, not a bool: refused, not True
