@@ -1,7 +1,7 @@
 """`selfinstruct tune`: QLoRA on a run's pairs with trl's SFTTrainer and peft.
 
 The base model is frozen in 4-bit NF4 with double quantization; LoRA adapters on every linear layer train in
-higher precision; NEFTune noise is added to the embeddings. The training set mixes the QA pairs (loss on the
+higher precision (NEFTune embedding noise on request). The training set mixes the QA pairs (loss on the
 answer) with the corpus windows and their restatements (loss on every token). The eval loss is on held-out
 phrasings of trained facts (or, by choice, on whole held-out windows). At the end the confidence gate is
 calibrated (gate.py). Over 300 lines because the trainer, the data it is fed and the metrics it records are
@@ -115,7 +115,7 @@ def default_learning_rate(model_config) -> float:
     """Rough parameter count from the shape: small models want a larger LoRA step than QLoRA's 7B+ setting."""
     c = model_config
     params = 12 * c.num_hidden_layers * c.hidden_size ** 2 + c.vocab_size * c.hidden_size
-    return 5e-4 if params < 1e9 else 2e-4
+    return 2e-3 if params < 1e9 else 2e-4
 
 
 def load_pairs(run_dir: Path, strict: bool) -> list[dict]:
@@ -123,6 +123,9 @@ def load_pairs(run_dir: Path, strict: bool) -> list[dict]:
     bad = [r for r in records if not (isinstance(r["messages"], list) and len(r["messages"]) == 3)]
     if bad and strict:
         raise UserError(f"{run_dir / 'qa.jsonl'}: record {bad[0].get('id')} has no system/user/assistant messages")
+    if bad:
+        print(f"selfinstruct: warning: {run_dir / 'qa.jsonl'}: skipped {len(bad)} record(s) without system/user/"
+              f"assistant messages (first: {bad[0].get('id')}); --strict refuses them", file=sys.stderr)
     records = [r for r in records if r not in bad]
     if not records:
         raise UserError(f"{run_dir / 'qa.jsonl'} has no usable pairs: run generate (or check its rejects.jsonl)")
@@ -209,7 +212,7 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
     args = SFTConfig(
         output_dir=str(checkpoints), num_train_epochs=config.epochs, per_device_eval_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, max_grad_norm=0.3, seed=config.seed,
+        lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, max_grad_norm=1.0, seed=config.seed,
         max_length=config.max_length, packing=False, completion_only_loss=True,
         neftune_noise_alpha=config.neftune_alpha or None, logging_steps=1, report_to="none", disable_tqdm=True,
         eval_strategy="epoch" if evaluating else "no", save_strategy="epoch" if evaluating else "no",

@@ -44,9 +44,9 @@ def tokenizer_for(path):
     return tokenizer
 
 
-def trainer_for(path, recs, held_out=(), epochs=1.0, lr=2e-4, out=None, on="cpu"):
+def trainer_for(path, recs, held_out=(), epochs=1.0, lr=2e-4, out=None, on="cpu", neftune_alpha=None):
     model, _ = load_model(path, "nf4", for_training=True)
-    config = TuneConfig(epochs=epochs, batch_size=8, learning_rate=lr, eval_share=0.0)
+    config = TuneConfig(epochs=epochs, batch_size=8, learning_rate=lr, eval_share=0.0, neftune_alpha=neftune_alpha)
     tokenizer = tokenizer_for(path)
     return make_trainer(config, model, tokenizer, [tokenize_pair(r, tokenizer) for r in recs],
                         [tokenize_pair(r, tokenizer) for r in held_out], Path(out or "/tmp/unused"),
@@ -235,7 +235,7 @@ def test_neftune_noise_is_on_the_embeddings_during_training(tiny_model, tmp_path
             embeddings = model.get_input_embeddings()
             seen.append((len(embeddings._forward_hooks), getattr(embeddings, "neftune_noise_alpha", None)))
 
-    trainer = trainer_for(tiny_model, records(8), epochs=1, out=tmp_path)
+    trainer = trainer_for(tiny_model, records(8), epochs=1, out=tmp_path, neftune_alpha=5.0)
     trainer.add_callback(Spy())
     trainer.train()
     assert seen and all(hooks >= 1 and alpha == 5.0 for hooks, alpha in seen)
