@@ -169,7 +169,27 @@ class ProbeConfig:
             _check_share("fail_above", self.fail_above)
 
 
-STAGES = {"generate": GenerateConfig, "tune": TuneConfig, "probe": ProbeConfig}
+@dataclass
+class AskConfig:
+    question: str = opt("", "the question (or --file, or one question a line on stdin)", positional=True)
+    file: str | None = opt(None, "questions to answer: JSONL objects with a question, or plain text, one a line")
+    run: str | None = opt(None, "run folder (default: the most recent under outputs/)")
+    adapter: str | None = opt(None, "adapter folder (default: RUN/adapter)")
+    backend: str = opt("transformers", "engine: transformers (reads the logits the gate needs), vllm or auto")
+    quantization: str = opt("nf4", "base weights on the transformers engine: nf4 or none")
+    gate: bool = opt(True, "apply the confidence gate tune calibrated (ADAPTER/gate.json)")
+    json: bool = opt(False, "one JSON object a question: answer, refused, confidence, the gate's threshold")
+    max_new_tokens: int = opt(64, "longest answer, in tokens (greedy decoding)")
+    batch_size: int = opt(16, "prompts per forward pass")
+
+    def __post_init__(self):
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("quantization", self.quantization, QUANTIZATIONS)
+        _check(not (self.question and self.file), "give a question or --file, not both")
+        _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "--batch-size and --max-new-tokens must be >= 1")
+
+
+STAGES = {"generate": GenerateConfig, "tune": TuneConfig, "probe": ProbeConfig, "ask": AskConfig}
 
 
 def value_parser(hint):

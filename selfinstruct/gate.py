@@ -89,6 +89,18 @@ def read_gate(adapter_dir: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
+def usable_gate(adapter_dir: Path, generator, wanted: bool, label: str) -> dict | None:
+    """The gate.json tune wrote, or None with a line saying why no gate is applied."""
+    gate = read_gate(adapter_dir) if wanted else None
+    if wanted and gate is None:
+        print(f"{label}: no {adapter_dir}/gate.json: no gate is applied (tune calibrates one)", file=sys.stderr)
+    if gate is not None and not hasattr(generator, "model"):
+        print(f"{label}: the gate reads logits, which needs --backend transformers: no gate is applied",
+              file=sys.stderr)
+        gate = None
+    return gate
+
+
 def refuses(gate: dict | None, score: float | None) -> bool:
     """The gate's decision for one question: refuse when its score is under the threshold."""
     return gate is not None and score is not None and score < gate["threshold"]

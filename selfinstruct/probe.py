@@ -273,14 +273,10 @@ def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Pa
                language: str) -> dict | None:
     """The gate's verdicts as a third model, `gated`: the tuned answers, with those scoring under the threshold
     replaced by the refusal. The signal's AUROC on these probes is reported beside the base-model control."""
-    from .gate import auroc, read_gate, refuses, signal_scores
+    from .gate import auroc, refuses, signal_scores, usable_gate
 
-    gate = read_gate(adapter_dir)
+    gate = usable_gate(adapter_dir, generator, True, "probe")
     if gate is None:
-        print(f"probe: no {adapter_dir}/gate.json: the gate is off (run tune to calibrate one)", file=sys.stderr)
-        return None
-    if not hasattr(generator, "model"):
-        print("probe: the gate reads logits, which needs --backend transformers: the gate is off", file=sys.stderr)
         return None
     refusal = prompts.refusal(tag, language)
     answers = [p.results["tuned"]["answer"] for p in probes]

@@ -41,4 +41,4 @@ def test_generate_tune_probe_on_the_sample_corpus(tmp_path):
         assert (run / "adapter" / "gate.json").is_file() and report["gated"]["n_absent"] == 12
         assert report["gate"]["signal"] == metrics["gate"]["signal"]
     else:
-        assert report["gated"] is None and "gate is off" in probe.stderr
+        assert report["gated"] is None and "no gate is applied" in probe.stderr
