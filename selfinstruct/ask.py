@@ -39,7 +39,7 @@ def read_questions(config) -> list[str]:
 
 
 def answer_questions(generator, questions: list[str], manifest: dict, gate: dict | None,
-                     max_new_tokens: int = 64, batch_size: int = 16) -> list[dict]:
+                     max_new_tokens: int = 64, batch_size: int = 16, progress: bool = True) -> list[dict]:
     """One record a question: the answer (the refusal where the gate says no), whether it is a refusal, and the
     gate's score and threshold. The gate reads logits, so it needs the transformers engine."""
     from .gate import refuses, signal_scores
@@ -47,7 +47,7 @@ def answer_questions(generator, questions: list[str], manifest: dict, gate: dict
     tag, language = manifest["source_tag"], manifest["corpus"]["language"]
     system = manifest.get("system_prompt") or prompts.system_prompt(tag, language)
     texts = render_questions(generator.tokenizer, questions, system, tag, "tuned")
-    answers = ask(generator, texts, tag, "tuned", max_new_tokens, batch_size)
+    answers = ask(generator, texts, tag, "tuned", max_new_tokens, batch_size, progress)
     refusal = prompts.refusal(tag, language)
     scores = [None] * len(questions)
     if gate:
@@ -61,18 +61,23 @@ def answer_questions(generator, questions: list[str], manifest: dict, gate: dict
     return rows
 
 
-def run(config) -> int:
+def load_tuned(config, label: str):
+    """The run's manifest, an engine with its adapter, and the gate to apply (or None, said on stderr)."""
     from .backends import load_generator
     from .gate import usable_gate
 
-    questions = read_questions(config)  # bad input is named before the model loads
     run_dir = pick_run(config.run)
     manifest = read_json(run_dir / "manifest.json")
     adapter_dir = Path(config.adapter) if config.adapter else run_dir / "adapter"
     base = load_adapter_base(adapter_dir, manifest)
     generator = load_generator(base.path, config.backend, config.quantization, config.batch_size,
                                adapter=adapter_dir)
-    gate = usable_gate(adapter_dir, generator, config.gate, "ask")
+    return run_dir, manifest, generator, usable_gate(adapter_dir, generator, config.gate, label)
+
+
+def run(config) -> int:
+    questions = read_questions(config)  # bad input is named before the model loads
+    _, manifest, generator, gate = load_tuned(config, "ask")
     rows = answer_questions(generator, questions, manifest, gate, config.max_new_tokens, config.batch_size)
     for row in rows:
         if config.json:

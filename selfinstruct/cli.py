@@ -17,6 +17,7 @@ SUMMARIES = {
     "tune": "QLoRA fine-tune (NF4, double quant, LoRA on all linear layers) on a run's pairs",
     "probe": "ask about entities absent from the corpus: refusal vs invention, and recall of what is in it",
     "ask": "the tuned model answers your questions closed-book, behind its confidence gate",
+    "serve": "an OpenAI-compatible /v1/chat/completions server for the tuned model, gate applied",
 }
 
 
@@ -43,7 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="selfinstruct",
         description="Turn a domain corpus into a closed-book QA model, and measure how much it still makes up.")
     parser.add_argument("--version", action="version", version=f"selfinstruct {__version__}")
-    subparsers = parser.add_subparsers(dest="stage", metavar="{generate,tune,probe,ask}", required=True)
+    subparsers = parser.add_subparsers(dest="stage", metavar="{generate,tune,probe,ask,serve}", required=True)
     for name, cls in STAGES.items():
         _add_stage(subparsers, name, cls)
     return parser

@@ -189,7 +189,30 @@ class AskConfig:
         _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "--batch-size and --max-new-tokens must be >= 1")
 
 
-STAGES = {"generate": GenerateConfig, "tune": TuneConfig, "probe": ProbeConfig, "ask": AskConfig}
+@dataclass
+class ServeConfig:
+    run: str | None = opt(None, "run folder (default: the most recent under outputs/)")
+    adapter: str | None = opt(None, "adapter folder (default: RUN/adapter)")
+    host: str = opt("127.0.0.1", "address to listen on")
+    port: int = opt(8000, "port to listen on (0: any free port, printed)")
+    api_key: str | None = opt(None, "bearer token clients must send (default: $SELFINSTRUCT_API_KEY; none: open)")
+    backend: str = opt("transformers", "engine: transformers (reads the logits the gate needs), vllm or auto")
+    quantization: str = opt("nf4", "base weights on the transformers engine: nf4 or none")
+    gate: bool = opt(True, "apply the confidence gate tune calibrated (ADAPTER/gate.json)")
+    max_new_tokens: int = opt(128, "longest answer a request may ask for, in tokens")
+    max_question_tokens: int = opt(512, "longest question accepted, in tokens (longer: a 400 error)")
+    batch_size: int = opt(8, "concurrent requests answered in one forward pass")
+
+    def __post_init__(self):
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("quantization", self.quantization, QUANTIZATIONS)
+        _check(0 <= self.port <= 65535, "--port must be in 0..65535")
+        _check(min(self.max_new_tokens, self.max_question_tokens, self.batch_size) >= 1,
+               "--max-new-tokens, --max-question-tokens and --batch-size must be >= 1")
+
+
+STAGES = {"generate": GenerateConfig, "tune": TuneConfig, "probe": ProbeConfig, "ask": AskConfig,
+          "serve": ServeConfig}
 
 
 def value_parser(hint):

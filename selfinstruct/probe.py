@@ -174,13 +174,15 @@ def render_questions(tokenizer, questions: list[str], system: str, tag: str, lab
     return [prompts.render_llama2(messages, tokenizer.bos_token, tokenizer.eos_token) for messages in conversations]
 
 
-def ask(generator, texts: list[str], tag: str, label: str, max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+def ask(generator, texts: list[str], tag: str, label: str, max_new_tokens: int = 64, batch_size: int = 16,
+        progress: bool = True) -> list[str]:
     """Greedy answers, with a progress bar; the source marker a tuned answer opens with is stripped (the one
     inside a refusal, "... it is not in Source:1234REF.", stays)."""
     from tqdm import tqdm
 
     answers = []
-    with tqdm(total=len(texts), unit="question", desc=f"answer {label}", dynamic_ncols=True) as bar:
+    with tqdm(total=len(texts), unit="question", desc=f"answer {label}", dynamic_ncols=True,
+              disable=not progress) as bar:
         for i in range(0, len(texts), batch_size):
             batch = texts[i:i + batch_size]
             answers += generator.generate(batch, Sampling(max_new_tokens=max_new_tokens, stop=("[INST]",)))
