@@ -46,6 +46,7 @@ eval: setup
 
 bench: setup
 	$(BIN)/python -m selfinstruct.bench
+	$(BIN)/python -m selfinstruct.bench_serve
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache
