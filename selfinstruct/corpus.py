@@ -75,7 +75,7 @@ def decode(raw: bytes, path: Path) -> tuple[str, str]:
         pass
     japanese = _japanese_encoding(raw)
     if japanese:  # GB18030 would read these bytes too, as garbled Chinese
-        raise UserError(f"corpus looks like Japanese {japanese} text, which selfinstruct does not read: {path} "
+        raise UserError(f"corpus looks like Japanese {japanese} text, not UTF-8 or Chinese GB18030: {path} "
                         "(convert it to UTF-8)")
     text = _decoded(raw, "gb18030")  # a superset of GBK and GB2312, the usual encodings of Chinese text files
     non_ascii = [c for c in text or "" if ord(c) > 127]
