@@ -125,7 +125,7 @@ class TuneConfig:
     gate: bool = opt(True, "calibrate a confidence gate at the end (adapter/gate.json)")
     gate_target: float = opt(0.1, "share of held-out questions the tuned model gets right that the gate may refuse")
     strict: bool = opt(False, "refuse a qa.jsonl with malformed lines instead of skipping them")
-    merge: bool = opt(False, "also write a merged fp16 model folder (servable without peft)")
+    merge: bool = opt(False, "write merged/: the adapter folded into the base it trained on (no LoRA needed)")
 
     def __post_init__(self):
         _check_choice("quantization", self.quantization, QUANTIZATIONS)

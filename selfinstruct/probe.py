@@ -3,7 +3,8 @@
 Absent-entity probes ask about people, places, organisations and things that are not in the corpus (checked
 exactly and fuzzily against it, and kept apart from the names used for training refusals): any answer that is
 not a refusal is a hallucination. Answerable probes ask training questions verbatim and in new phrasings the
-generator model writes. The base model answers the same prompts with the same greedy decoding."""
+generator model writes. The base model answers the same prompts with the same greedy decoding. Over 300 lines
+because building, asking and judging the probes is one story; the report lives in report.py, the gate in gate.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
 from .negatives import false_premises, swap_in_absent
-from .runs import pick_run, read_json, read_jsonl
+from .runs import AnswerCache, answer_stamp, pick_run, read_json, read_jsonl
 
 REFUSAL = re.compile(
     r"cannot answer|can(?:no|')t answer|unable to answer|not (?:in|part of) source:|i (?:do not|don't) know|"
@@ -175,17 +176,24 @@ def render_questions(tokenizer, questions: list[str], system: str, tag: str, lab
 
 
 def ask(generator, texts: list[str], tag: str, label: str, max_new_tokens: int = 64, batch_size: int = 16,
-        progress: bool = True) -> list[str]:
+        progress: bool = True, cache: AnswerCache | None = None) -> list[str]:
     """Greedy answers, with a progress bar; the source marker a tuned answer opens with is stripped (the one
-    inside a refusal, "... it is not in Source:1234REF.", stays)."""
+    inside a refusal, "... it is not in Source:1234REF.", stays). With a `cache`, answers it holds are reused
+    and each new batch is added to it as soon as it is done."""
     from tqdm import tqdm
 
-    answers = []
-    with tqdm(total=len(texts), unit="question", desc=f"answer {label}", dynamic_ncols=True,
-              disable=not progress) as bar:
-        for i in range(0, len(texts), batch_size):
-            batch = texts[i:i + batch_size]
-            answers += generator.generate(batch, Sampling(max_new_tokens=max_new_tokens, stop=("[INST]",)))
+    answers = [cache.get(label, t) if cache else None for t in texts]
+    todo = [i for i, a in enumerate(answers) if a is None]
+    with tqdm(total=len(texts), initial=len(texts) - len(todo), unit="question", desc=f"answer {label}",
+              dynamic_ncols=True, disable=not progress) as bar:
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            replies = generator.generate([texts[j] for j in batch],
+                                         Sampling(max_new_tokens=max_new_tokens, stop=("[INST]",)))
+            for j, reply in zip(batch, replies, strict=True):
+                answers[j] = reply
+            if cache:
+                cache.add(label, [texts[j] for j in batch], replies)
             bar.update(len(batch))
     return [normalize(a.strip().removeprefix(tag)) for a in answers]  # the marker that opens a trained answer
 
@@ -244,10 +252,13 @@ def run(config) -> int:
     system = manifest.get("system_prompt") or prompts.system_prompt(tag, language)
     models = ["base", "tuned"] if config.base else ["tuned"]
     questions, rendered = [p.question for p in probes], {}
+    cache = AnswerCache(run_dir / "probe" / ".answers.jsonl", answer_stamp(adapter_dir, config))
+    if cache.answers:
+        print(f"probe: resuming: {len(cache.answers)} answers kept from an interrupted probe", file=sys.stderr)
     for model in models:
         texts = rendered[model] = render_questions(generator.tokenizer, questions, system, tag, model)
         with generator.base_only() if model == "base" else nullcontext():
-            answers = ask(generator, texts, tag, model, config.max_new_tokens, config.batch_size)
+            answers = ask(generator, texts, tag, model, config.max_new_tokens, config.batch_size, cache=cache)
         for p, a in zip(probes, answers, strict=True):
             p.results[model] = judge(p, a)
     gate = apply_gate(generator, probes, rendered["tuned"], adapter_dir, tag, language) if config.gate else None
@@ -256,6 +267,7 @@ def run(config) -> int:
     if config.judge:
         report.llm_judge(generator, probes, models, language)
     summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, manifest, gate)
+    cache.remove()
     print(report.format_table(summary), file=sys.stderr)
     if summary.get("user"):
         print(f"\nyour questions ({config.questions}):\n{report.format_table(summary['user'])}\n"

@@ -1,14 +1,17 @@
 """The run folder the three stages share: crash-safe writes, JSONL reading with line numbers, the lock that
-keeps two runs off one folder, and finding the most recent run."""
+keeps two runs off one folder, finding the most recent run, and what a killed tune or probe resumes from."""
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
+import shutil
 import sys
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import jsonlines
@@ -122,3 +125,72 @@ def pick_run(run: str | None) -> Path:
     if not (path / "manifest.json").is_file():
         raise UserError(f"{run} is not a run folder (no manifest.json): run generate first")
     return path
+
+
+# --- resuming: tune's checkpoints and probe's answers ---
+
+def fingerprint(config, run_dir: Path, model_path: Path) -> str:
+    """What a checkpoint was trained from: the options that shape training, the model and the data files."""
+    options = {k: v for k, v in asdict(config).items() if k not in ("run", "gate", "gate_target", "merge", "strict")}
+    digest = hashlib.sha256(json.dumps([options, str(model_path)], sort_keys=True).encode())
+    for name in ("qa.jsonl", "texts.jsonl"):
+        path = run_dir / name
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()
+
+
+def resumable_checkpoint(checkpoints: Path, stamp: str) -> str | None:
+    """The newest complete checkpoint of an interrupted tune with the same fingerprint (the Trainer writes
+    trainer_state.json last, so a checkpoint cut off mid-write lacks it); otherwise the folder is cleared for
+    this tune's own checkpoints."""
+    if (checkpoints / "fingerprint").is_file() and (checkpoints / "fingerprint").read_text() == stamp:
+        done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        if done:
+            return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1])))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "fingerprint").write_text(stamp)
+    return None
+
+
+class AnswerCache:
+    """The answers an interrupted probe already got (the probe of `make eval` takes 17 minutes here), so the
+    same command run again resumes instead of asking everything anew. Keyed by model and prompt, and stamped
+    with what shapes an answer (adapter weights, engine, answer length): another adapter's answers are never
+    reused. The report step removes it."""
+
+    def __init__(self, path: Path, stamp: str):
+        self.path, self.answers = path, {}
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a kill tore the last line
+        if rows and rows[0].get("stamp") == stamp:
+            self.answers = {(r["model"], r["prompt"]): r["answer"] for r in rows[1:]}
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"stamp": stamp}) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def _key(prompt: str) -> str:
+        return hashlib.sha256(prompt.encode()).hexdigest()[:32]
+
+    def get(self, model: str, prompt: str) -> str | None:
+        return self.answers.get((model, self._key(prompt)))
+
+    def add(self, model: str, prompts_: list[str], answers: list[str]) -> None:
+        append_jsonl(self.path, [{"model": model, "prompt": self._key(p), "answer": a}
+                                 for p, a in zip(prompts_, answers, strict=True)])
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def answer_stamp(adapter_dir: Path, config) -> str:
+    digest = hashlib.sha256(repr((config.backend, config.quantization, config.max_new_tokens)).encode())
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        if (adapter_dir / name).is_file():
+            digest.update((adapter_dir / name).read_bytes())
+    return digest.hexdigest()

@@ -25,7 +25,7 @@ from .config import UserError
 from .corpus import read_corpus
 from .gate import GATE_FILE, calibrate_run, write_gate
 from .prompts import LLAMA2_CHAT_TEMPLATE
-from .runs import pick_run, read_json, read_jsonl, write_json
+from .runs import fingerprint, pick_run, read_json, read_jsonl, resumable_checkpoint, write_json
 
 REQUIRED = ("question", "answer", "messages", "window", "answerable")
 # Measured on the embedded model (3 windows, 18 pairs): after 9 optimizer steps the adapter ended every reply
@@ -159,14 +159,16 @@ def run(config) -> int:
     adapter_dir = run_dir / "adapter"
     started = time.time()
     eval_rows = [tokenize_pair(r, tokenizer) for r in held_out]
-    trainer = make_trainer(config, model, tokenizer, train_rows + text_rows, eval_rows, adapter_dir / ".checkpoints",
-                           settings)
-    baseline = trainer.evaluate() if held_out else {}
-    result = trainer.train()
+    checkpoints = adapter_dir / ".checkpoints"
+    resume = resumable_checkpoint(checkpoints, fingerprint(config, run_dir, model_ref.path))
+    trainer = make_trainer(config, model, tokenizer, train_rows + text_rows, eval_rows, checkpoints, settings)
+    baseline = trainer.evaluate() if held_out else {}  # the fresh adapter is the base model, resumed or not
+    if resume:
+        print(f"tune: resuming from {resume} (an interrupted tune of the same pairs and options)", file=sys.stderr)
+    result = trainer.train(resume_from_checkpoint=resume)
     final_eval = trainer.evaluate() if held_out else {}
     trainer.model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
-    shutil.rmtree(adapter_dir / ".checkpoints", ignore_errors=True)
     metrics = train_metrics(config, trainer, result, baseline, final_eval, quant, settings, model_ref, train,
                             held_out, time.time() - started)
     metrics["text_mix"] = {"texts": len(texts), "windows": sum(t["kind"] == "window" for t in texts),
@@ -183,7 +185,8 @@ def run(config) -> int:
         metrics["gate"] = gate
     write_json(adapter_dir / "train_metrics.json", metrics)
     if config.merge:
-        merge(model_ref.path, adapter_dir, run_dir / "merged", tokenizer)
+        merge(model_ref.path, adapter_dir, run_dir / "merged", tokenizer, config.quantization)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # only now: a tune killed before this point resumes from them
     print(format_metrics(metrics, adapter_dir), file=sys.stderr)
     if metrics.get("gate"):
         g = metrics["gate"]
@@ -215,9 +218,10 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
         lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, max_grad_norm=1.0, seed=config.seed,
         max_length=config.max_length, packing=False, completion_only_loss=True,
         neftune_noise_alpha=config.neftune_alpha or None, logging_steps=1, report_to="none", disable_tqdm=True,
-        eval_strategy="epoch" if evaluating else "no", save_strategy="epoch" if evaluating else "no",
-        save_total_limit=1, load_best_model_at_end=evaluating, metric_for_best_model="eval_loss",
-        greater_is_better=False, save_only_model=True, dataloader_num_workers=0, prediction_loss_only=True,
+        # A checkpoint an epoch, with optimizer and RNG state, so a killed tune resumes where it stopped.
+        eval_strategy="epoch" if evaluating else "no", save_strategy="epoch",
+        save_total_limit=1, load_best_model_at_end=evaluating, metric_for_best_model="eval_loss" if evaluating
+        else None, greater_is_better=False, save_only_model=False, dataloader_num_workers=0, prediction_loss_only=True,
         train_sampling_strategy="group_by_length",
         **settings)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
@@ -261,7 +265,8 @@ class ProgressBar(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=state.max_steps, unit="step", desc="tune", dynamic_ncols=True)
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", desc="tune",
+                        dynamic_ncols=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -312,13 +317,18 @@ def _best_step(trainer) -> int | None:
     return int(best.rsplit("-", 1)[-1]) if best else None
 
 
-def merge(base_path: Path, adapter_dir: Path, out: Path, tokenizer) -> None:
-    """The adapter folded into an fp16 copy of the base: servable by vLLM or transformers without peft."""
-    import torch
+def merge(base_path: Path, adapter_dir: Path, out: Path, tokenizer, quantization: str) -> None:
+    """The adapter folded into the base it was trained against, servable by vLLM or transformers without peft.
+    With NF4 that base is the de-quantized NF4 weights, not the original ones: the adapter learned to correct
+    the quantized layers, and on the originals its answers drift from what `ask` and `serve` give. Saved in the
+    compute dtype (fp32 on this CPU, bf16/fp16 on a GPU), so nothing is rounded that the adapter did not see."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float16)
+    from .models import load_model
+
+    base, _ = load_model(base_path, quantization)
+    if quantization == "nf4":
+        base = base.dequantize()
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -296,3 +296,37 @@ def test_honest_outcomes_and_the_gated_report():
     assert gated["known_refusal_rate"] == 0.5  # one of the two questions the raw model got right was refused
     assert gated["by_origin"]["recombined"]["refused"] == 1.0 and gated["by_origin"]["real_world"]["refused"] == 0.0
     assert metrics(probes, "tuned", reference="tuned")["by_origin"]["paraphrase"]["key_accuracy"] == 1.0
+
+
+class Killed(BaseException):
+    """Stands for a kill: nothing in the CLI catches it."""
+
+
+def test_an_interrupted_probe_resumes_with_the_answers_it_had(tmp_path, tiny_model, fake_engine, monkeypatch):
+    import tests.conftest as conftest
+
+    run = make_run(tmp_path, tiny_model)
+    monkeypatch.setattr(conftest, "scripted_reply", probe_replies("It was built in 1234 by a brewer."))
+    args = ["probe", "--run", str(run), "--n-absent", "10", "--n-answerable", "6", "--batch-size", "4"]
+    assert main(args) == 0
+    clean = (run / "probe" / "probes.jsonl").read_text()
+    generate, asked = conftest.FakeGenerator.generate, []
+
+    def counting(self, prompts, sampling, die_at=None):
+        if "[/INST]" in prompts[0]:  # the tuned model's answers (the base reads its own template)
+            asked.append(len(prompts))
+            if len(asked) == die_at:
+                raise Killed
+        return generate(self, prompts, sampling)
+
+    monkeypatch.setattr(conftest.FakeGenerator, "generate", lambda *a: counting(*a, die_at=3))
+    with pytest.raises(Killed):
+        main(args)
+    assert (run / "probe" / ".answers.jsonl").is_file()
+    asked.clear()
+    monkeypatch.setattr(conftest.FakeGenerator, "generate", counting)
+    assert main(args) == 0
+    assert (run / "probe" / "probes.jsonl").read_text() == clean
+    n_probes = len(clean.splitlines())
+    assert sum(asked) == n_probes - 8, "the two batches answered before the kill are not asked again"
+    assert not (run / "probe" / ".answers.jsonl").exists()

@@ -221,8 +221,21 @@ def test_real_tune_on_the_embedded_model_lowers_eval_loss(tmp_path, tiny_model, 
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja"):
         assert (adapter / name).is_file(), name
     assert "[INST]" in (adapter / "chat_template.jinja").read_text()
-    assert (tmp_path / "run" / "merged" / "model.safetensors").is_file()
     assert not (adapter / ".checkpoints").exists()
+    # tune --merge and the adapter as ask/serve load it (on the NF4 base) give the same greedy answers.
+    from selfinstruct.backends import Sampling
+    from selfinstruct.backends.hf import HFGenerator
+
+    pairs = [json.loads(line) for line in (tmp_path / "run" / "qa.jsonl").read_text().splitlines()][:6]
+    served = HFGenerator(Path(metrics["base_model"]["path"]), "nf4", adapter=adapter)
+    merged = HFGenerator(tmp_path / "run" / "merged", "none")
+    prompts = [render_llama2(p["messages"][:2], served.tokenizer.bos_token, served.tokenizer.eos_token)
+               for p in pairs]
+    greedy = Sampling(max_new_tokens=24, stop=("[INST]",))
+    answers = served.generate(prompts, greedy)
+    assert merged.generate(prompts, greedy) == answers
+    with served.base_only():
+        assert served.generate(prompts, greedy) != answers, "the adapter changes the answers it is compared on"
 
 
 def test_neftune_noise_is_on_the_embeddings_during_training(tiny_model, tmp_path):
@@ -246,3 +259,71 @@ def test_too_few_optimizer_steps_are_flagged(capsys):
     assert "only 9 optimizer steps" in capsys.readouterr().err
     warn_if_few_steps(18, TuneConfig(epochs=8, batch_size=8))
     assert capsys.readouterr().err == ""
+
+
+SLOW_TUNE = """
+import sys, time
+from selfinstruct import tune
+from selfinstruct.cli import main
+
+step_end = tune.ProgressBar.on_step_end
+def slowly(self, *args, **kwargs):  # training steps of the tiny model take milliseconds: leave time to kill
+    time.sleep(0.3)
+    return step_end(self, *args, **kwargs)
+tune.ProgressBar.on_step_end = slowly
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_mid_tune_then_rerun_resumes_from_the_checkpoint(tmp_path, tiny_model):
+    """Killed after its first epoch's checkpoint, the same command resumes there and ends with the adapter an
+    uninterrupted tune gives (optimizer, scheduler and RNG state are in the checkpoint)."""
+    import os
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    script = tmp_path / "slow_tune.py"
+    script.write_text(SLOW_TUNE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    lines = [json.dumps(r) for r in records(16)]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    clean, killed = write_run(tmp_path / "a", lines), write_run(tmp_path / "b", lines)
+    args = ["tune", "--model", str(tiny_model), "--quantization", "none", "--epochs", "3", "--batch-size", "4",
+            "--eval-share", "0", "--no-gate", "--learning-rate", "1e-3"]
+    done = subprocess.run([sys.executable, str(script), *args, "--run", str(clean)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, str(script), *args, "--run", str(killed)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((killed / "adapter" / ".checkpoints").glob("*/trainer_state.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "adapter" / "train_metrics.json").exists(), "the kill should land mid-tune"
+    again = subprocess.run([sys.executable, str(script), *args, "--run", str(killed)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" in again.stderr and "checkpoint-4" in again.stderr
+    metrics = [json.loads((run / "adapter" / "train_metrics.json").read_text()) for run in (clean, killed)]
+    assert metrics[0]["steps"] == metrics[1]["steps"] == 12
+    weights = [load_file(run / "adapter" / "adapter_model.safetensors") for run in (clean, killed)]
+    assert weights[0].keys() == weights[1].keys()
+    for name, tensor in weights[0].items():
+        assert torch.allclose(tensor, weights[1][name], atol=1e-5), name
+    assert not (killed / "adapter" / ".checkpoints").exists()
+
+
+def test_checkpoints_of_other_pairs_are_not_resumed(tmp_path):
+    from selfinstruct.runs import resumable_checkpoint
+
+    folder = tmp_path / ".checkpoints"
+    assert resumable_checkpoint(folder, "a") is None
+    (folder / "checkpoint-7").mkdir()
+    (folder / "checkpoint-7" / "trainer_state.json").write_text("{}")
+    (folder / "checkpoint-9").mkdir()  # cut off before its trainer state was written
+    assert resumable_checkpoint(folder, "a") == str(folder / "checkpoint-7")
+    assert resumable_checkpoint(folder, "b") is None
+    assert not (folder / "checkpoint-7").exists() and (folder / "fingerprint").read_text() == "b"
