@@ -10,7 +10,7 @@ from pathlib import Path
 from . import prompts
 from .config import UserError
 from .probe import ask, is_refusal, load_adapter_base, render_questions
-from .runs import pick_run, read_json, read_jsonl
+from .runs import Manifest, pick_run, read_jsonl
 
 
 def read_questions(config) -> list[str]:
@@ -38,15 +38,14 @@ def read_questions(config) -> list[str]:
     return questions
 
 
-def answer_questions(generator, questions: list[str], manifest: dict, gate: dict | None,
+def answer_questions(generator, questions: list[str], manifest: Manifest, gate: dict | None,
                      max_new_tokens: int = 64, batch_size: int = 16, progress: bool = True) -> list[dict]:
     """One record a question: the answer (the refusal where the gate says no), whether it is a refusal, and the
     gate's score and threshold. The gate reads logits, so it needs the transformers engine."""
     from .gate import refuses, signal_scores
 
-    tag, language = manifest["source_tag"], manifest["corpus"]["language"]
-    system = manifest.get("system_prompt") or prompts.system_prompt(tag, language)
-    texts = render_questions(generator.tokenizer, questions, system, tag, "tuned")
+    tag, language = manifest.tag, manifest.language
+    texts = render_questions(generator.tokenizer, questions, manifest.system_prompt, tag, "tuned")
     answers = ask(generator, texts, tag, "tuned", max_new_tokens, batch_size, progress)
     refusal = prompts.refusal(tag, language)
     scores = [None] * len(questions)
@@ -67,7 +66,7 @@ def load_tuned(config, label: str):
     from .gate import usable_gate
 
     run_dir = pick_run(config.run)
-    manifest = read_json(run_dir / "manifest.json")
+    manifest = Manifest.read(run_dir)
     adapter_dir = Path(config.adapter) if config.adapter else run_dir / "adapter"
     base = load_adapter_base(adapter_dir, manifest)
     generator = load_generator(base.path, config.backend, config.quantization, config.batch_size,

@@ -1,6 +1,7 @@
 """`make bench`: speed and memory of generate, tune and probe, as ratios against naive baselines measured in
 the same script on the same machine, model and corpus. BENCH_QUICK=1 for a short pass (fewer windows and
-steps, no vLLM start-up and no scale test).
+steps, no vLLM start-up and no scale test). The generate half is here; tune, load and probe in bench_tune.py.
+BENCH_LARGE_CORPUS names the corpus of the scale test (default: the surgery manual under ../shared).
 
 Training runs and model loads each go in a fresh process, so every peak RSS is that configuration's own."""
 
@@ -11,7 +12,6 @@ import multiprocessing
 import os
 import queue
 import re
-import resource
 import sys
 import time
 import traceback
@@ -20,7 +20,7 @@ from pathlib import Path
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 OUT = Path("outputs/bench")
 SAMPLE = Path("corpora/harbour_of_velmoor.txt")
-LARGE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "manual_of_surgery_vol1.txt"
+LARGE = Path(os.environ.get("BENCH_LARGE_CORPUS", "../shared/corpora/manual_of_surgery_vol1.txt"))
 NAIVE_ASK = "Write 4 questions about the text below, each followed by its answer, as lines 'Q: ...' and 'A: ...'."
 
 
@@ -104,74 +104,6 @@ def count_tokens(tokenizer, texts: list[str]) -> int:
     return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
-def train_in_child(kind: str, model_path: str, run_dir: str, steps: int, adapter_out: str | None) -> dict:
-    """One training configuration, alone in this process: selfinstruct's trainer, or trl's SFTTrainer with
-    its defaults (only use_cpu added, which trl needs to start on a CPU); same model loader, LoRA and data."""
-    import torch
-    from peft import LoraConfig
-    from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
-
-    from .config import TuneConfig
-    from .models import device, load_model, load_tokenizer
-    from .prompts import LLAMA2_CHAT_TEMPLATE
-    from .tune import device_settings, load_pairs, make_trainer, tokenize_pair
-
-    torch.manual_seed(0)
-    pairs = load_pairs(Path(run_dir), strict=False)
-    tokenizer = load_tokenizer(Path(model_path))
-    tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
-    quantization = "none" if kind == "selfinstruct-fp32" else "nf4"
-    if kind == "selfinstruct-fp32":
-        import selfinstruct.models as models
-
-        models.compute_dtype = lambda on=None: torch.float32  # the unquantized fp32 reference
-    model, record = load_model(Path(model_path), quantization, for_training=True)
-    config = TuneConfig(epochs=1000, batch_size=8, learning_rate=5e-4, eval_share=0)
-    checkpoints = Path(run_dir) / f".bench-{kind}"
-    if kind == "trl-defaults":
-        from datasets import Dataset
-
-        args = SFTConfig(output_dir=str(checkpoints), max_steps=steps, report_to="none", save_strategy="no",
-                         disable_tqdm=True, use_cpu=device() == "cpu")
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules="all-linear", task_type="CAUSAL_LM")
-        conversations = [{"prompt": p["messages"][:2], "completion": p["messages"][2:3]} for p in pairs]
-        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
-                             train_dataset=Dataset.from_list(conversations))
-        trainer.remove_callback(PrinterCallback)  # its log lines only; costs nothing measurable
-    else:
-        rows = [tokenize_pair(p, tokenizer) for p in pairs]
-        trainer = make_trainer(config, model, tokenizer, rows, [], checkpoints, device_settings(device(), 8))
-        trainer.args.max_steps = steps
-    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    sequences = steps * trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
-    if adapter_out:
-        trainer.model.save_pretrained(adapter_out)
-        tokenizer.save_pretrained(adapter_out)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"kind": kind, "steps": steps, "seconds": seconds,
-            "tokens_per_s": sequences * tokens / len(trainer.train_dataset) / seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "weights_mb": record["weights_bytes"] / 2**20, "final_loss": losses[-1] if losses else None}
-
-
-def load_in_child(model_path: str, how: str) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from .models import nf4_config
-
-    kwargs = {"nf4": {"quantization_config": nf4_config(torch.bfloat16), "dtype": torch.bfloat16},
-              "bf16": {"dtype": torch.bfloat16}, "fp32": {"dtype": torch.float32}}[how]
-    model = AutoModelForCausalLM.from_pretrained(model_path, device_map="cpu", **kwargs)
-    # Weights only: process RSS after a load is no measure here, safetensors maps unconverted weights lazily.
-    return {"how": how, "weights_mb": model.get_memory_footprint() / 2**20}
-
-
 def in_child(function, *args):
     """Run `function(*args)` in a fresh process (not a pool's daemon: vLLM starts workers of its own)."""
     context = multiprocessing.get_context("spawn")
@@ -200,27 +132,10 @@ def _child(results, function, args) -> None:
         results.put((False, traceback.format_exc()))
 
 
-def bench_probe(model_path: Path, adapter: Path, run_dir: Path, n: int) -> dict:
-    from .backends.hf import HFGenerator
-    from .config import ProbeConfig
-    from .probe import Probe, ask, judge
-    from .prompts import system_prompt
-    from .runs import read_json, read_jsonl
-
-    tag = read_json(run_dir / "manifest.json")["source_tag"]
-    pairs = [p for p in read_jsonl(run_dir / "qa.jsonl") if p["answerable"]][:n]
-    probes = [Probe(p["id"], "answerable", "verbatim", p["question"], p["answer"], p.get("key")) for p in pairs]
-    generator = HFGenerator(model_path, adapter=adapter)
-    start = time.perf_counter()
-    answers = ask(generator, probes, system_prompt(tag, "en"), tag, ProbeConfig(), "tuned")
-    seconds = time.perf_counter() - start
-    [judge(p, a) for p, a in zip(probes, answers, strict=True)]
-    return {"probes": len(probes), "seconds": seconds, "probes_per_s": len(probes) / seconds}
-
-
 def main() -> int:
     from .backends import vllm_available
     from .backends.hf import HFGenerator
+    from .bench_tune import bench_probe, load_in_child, train_in_child
     from .models import resolve_model
 
     OUT.mkdir(parents=True, exist_ok=True)

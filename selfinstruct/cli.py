@@ -18,6 +18,7 @@ SUMMARIES = {
     "probe": "ask about entities absent from the corpus: refusal vs invention, and recall of what is in it",
     "ask": "the tuned model answers your questions closed-book, behind its confidence gate",
     "serve": "an OpenAI-compatible /v1/chat/completions server for the tuned model, gate applied",
+    "export": "a run's pairs as jsonl, parquet, sharegpt or alpaca, and RUN/README.md, its dataset card",
 }
 
 
@@ -44,7 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="selfinstruct",
         description="Turn a domain corpus into a closed-book QA model, and measure how much it still makes up.")
     parser.add_argument("--version", action="version", version=f"selfinstruct {__version__}")
-    subparsers = parser.add_subparsers(dest="stage", metavar="{generate,tune,probe,ask,serve}", required=True)
+    subparsers = parser.add_subparsers(dest="stage", metavar="{generate,tune,probe,ask,serve,export}", required=True)
     for name, cls in STAGES.items():
         _add_stage(subparsers, name, cls)
     return parser

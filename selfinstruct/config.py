@@ -13,6 +13,7 @@ BACKENDS = ("auto", "vllm", "transformers")
 QUANTIZATIONS = ("nf4", "none")
 HOLD_OUTS = ("window", "phrasing")
 LANGUAGES = ("auto", "en", "zh")
+EXPORT_FORMATS = ("jsonl", "parquet", "sharegpt", "alpaca")
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -116,6 +117,8 @@ class TuneConfig:
     neftune_alpha: float | None = opt(None, "NEFTune embedding-noise alpha, e.g. 5 (default off: it helps a chat "
                                       "style, but blurs the exact names and numbers closed-book QA has to recall)")
     eval_share: float = opt(0.15, "share of pairs held out for eval loss")
+    select: int = opt(0, "train on N pairs chosen by k-center greedy on question embeddings, every fact before "
+                      "a second phrasing (0: all pairs)")
     hold_out: str = opt("phrasing", "what eval holds out: one phrasing of some facts (every fact still trained; "
                         "eval asks if it survives rephrasing) or whole windows (their facts never trained)")
     early_stop_patience: int = opt(3, "evaluations without a better eval loss before stopping")
@@ -134,6 +137,7 @@ class TuneConfig:
         _check(self.epochs > 0 and (self.learning_rate is None or self.learning_rate > 0),
                "--epochs and --learning-rate must be positive")
         _check(self.batch_size >= 1 and self.max_length >= 16, "--batch-size >= 1 and --max-length >= 16")
+        _check(self.select >= 0, "--select must be 0 (all pairs) or a positive count")
         _check(self.micro_batch_size is None or (self.micro_batch_size >= 1
                                                   and self.batch_size % self.micro_batch_size == 0),
                "--micro-batch-size must divide --batch-size")
@@ -211,8 +215,18 @@ class ServeConfig:
                "--max-new-tokens, --max-question-tokens and --batch-size must be >= 1")
 
 
+@dataclass
+class ExportConfig:
+    run: str | None = opt(None, "run folder (default: the most recent under outputs/)")
+    format: str = opt("jsonl", "jsonl or parquet (messages), sharegpt (conversations) or alpaca (instruction/output)")
+    out: str | None = opt(None, "file to write (default: RUN/export/FORMAT.jsonl, or .parquet)")
+
+    def __post_init__(self):
+        _check_choice("format", self.format, EXPORT_FORMATS)
+
+
 STAGES = {"generate": GenerateConfig, "tune": TuneConfig, "probe": ProbeConfig, "ask": AskConfig,
-          "serve": ServeConfig}
+          "serve": ServeConfig, "export": ExportConfig}
 
 
 def value_parser(hint):

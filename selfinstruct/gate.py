@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .runs import read_json, write_json
+from .runs import Manifest, read_json, write_json
 
 SIGNALS = ("margin", "answer_logprob")
 GATE_FILE = "gate.json"
@@ -131,7 +131,7 @@ def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], nega
                                         "negatives_refused_by_gate": refused_negatives}}
 
 
-def calibrate_run(model, tokenizer, manifest: dict, records: list[dict], held_out: list[dict], corpus_text: str,
+def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], held_out: list[dict], corpus_text: str,
                   target: float, seed: int) -> dict | None:
     """At the end of tune: the tuned model answers held-out phrasings of trained facts (the ones it gets right
     are the known ones) and hard negatives of the calibration share (recombined and real-world names, false
@@ -146,7 +146,7 @@ def calibrate_run(model, tokenizer, manifest: dict, records: list[dict], held_ou
     from .probe import ask, is_refusal, render_questions
     from .prompts import refusal as refusal_text
 
-    tag, language = manifest["source_tag"], manifest["corpus"]["language"]
+    tag, language = manifest.tag, manifest.language
     positives = [r for r in held_out if r["answerable"] and r.get("key")]
     if len(positives) < 10:
         print(f"tune: only {len(positives)} held-out phrasings to calibrate on: no gate written", file=sys.stderr)
@@ -160,7 +160,7 @@ def calibrate_run(model, tokenizer, manifest: dict, records: list[dict], held_ou
                  + [r["question"] for r in held_out if not r["answerable"]])
     questions = [r["question"] for r in positives] + negatives
     generator = HFGenerator(None, model=model, tokenizer=tokenizer)
-    texts = render_questions(tokenizer, questions, manifest["system_prompt"], tag, "tuned")
+    texts = render_questions(tokenizer, questions, manifest.system_prompt, tag, "tuned")
     answers = ask(generator, texts, tag, "calibrate")
     known = [key_match(a, r["key"]) and not is_refusal(a) for r, a in zip(positives, answers, strict=False)]
     known += [False] * len(negatives)

@@ -104,7 +104,7 @@ class Pipeline:
     def __init__(self, generator, run: GenerateRun):
         self.generator, self.run, self.config = generator, run, run.config
         self.language, self.tag = run.corpus.language, run.tag
-        self.system = prompts.system_prompt(self.tag, self.language)
+        self.system = run.manifest["system_prompt"]  # written once, by GenerateRun.new_manifest
 
     def step(self, windows: list[Window]) -> list[WindowResult]:
         facts = {w.index: pick_facts(w, self.run.seen_until(w), self.run.entities, self.language,

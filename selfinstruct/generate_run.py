@@ -57,6 +57,8 @@ class GenerateRun:
         self.windows = split_windows(self.corpus, load_tokenizer(self.model.path), self.config.window_tokens,
                                      self.config.window_overlap)
         self.manifest = read_json(self.manifest_path) if self.manifest_path.exists() else self.new_manifest()
+        # A manifest from before the prompt was recorded gets it now: every stage reads it from here.
+        self.manifest.setdefault("system_prompt", prompts.system_prompt(self.tag, self.corpus.language))
         self.done = set(self.manifest["windows_done"])
         self.resume()
 

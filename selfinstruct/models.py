@@ -139,14 +139,15 @@ def load_tokenizer(path: Path):
     return tokenizer
 
 
-def load_model(path: Path, quantization: str = "nf4", for_training: bool = False):
-    """Load a causal LM; return it with a record of what really ran (quantization, dtypes, device)."""
+def load_model(path: Path, quantization: str = "nf4", for_training: bool = False, dtype=None):
+    """Load a causal LM; return it with a record of what really ran (quantization, dtypes, device). `dtype`
+    overrides the compute dtype this device would get."""
     import torch
     from transformers import AutoModelForCausalLM
 
     # bitsandbytes warns on import that an optional kernel package (fetched from a hub) is missing.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    on, dtype = device(), compute_dtype()
+    on, dtype = device(), dtype or compute_dtype()
     # The weights left unquantized (embeddings, norms) take the compute dtype too, so activations stay in it:
     # measured on the CPU, that halves activation memory and drops most casts of a training step.
     kwargs = {"device_map": on, "dtype": dtype}

@@ -21,7 +21,7 @@ from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
 from .negatives import false_premises, swap_in_absent
-from .runs import AnswerCache, answer_stamp, pick_run, read_json, read_jsonl
+from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
 
 REFUSAL = re.compile(
     r"cannot answer|can(?:no|')t answer|unable to answer|not (?:in|part of) source:|i (?:do not|don't) know|"
@@ -198,7 +198,7 @@ def ask(generator, texts: list[str], tag: str, label: str, max_new_tokens: int =
     return [normalize(a.strip().removeprefix(tag)) for a in answers]  # the marker that opens a trained answer
 
 
-def load_adapter_base(adapter_dir: Path, manifest: dict):
+def load_adapter_base(adapter_dir: Path, manifest: Manifest):
     """The base model the adapter was trained on, refusing an adapter made for another one."""
     from .models import resolve_model
 
@@ -208,7 +208,7 @@ def load_adapter_base(adapter_dir: Path, manifest: dict):
         raise UserError(f"{adapter_dir} has adapter_config.json but no adapter weights (adapter_model.safetensors): "
                         "a tune that did not finish? run tune again")
     spec = _train_metrics(adapter_dir).get("base_model", {}).get("spec")
-    base = resolve_model(spec or manifest["model"]["spec"])
+    base = resolve_model(spec or manifest.model_spec)
     trained_on = read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
     if trained_on and Path(trained_on).resolve() != base.path.resolve():
         raise UserError(f"adapter {adapter_dir} was trained on {trained_on}, not on {base.path} (the run's model)")
@@ -220,12 +220,12 @@ def run(config) -> int:
     from .backends import load_generator
 
     run_dir = pick_run(config.run)
-    manifest = read_json(run_dir / "manifest.json")
+    manifest = Manifest.read(run_dir)
     adapter_dir = Path(config.adapter) if config.adapter else run_dir / "adapter"
     base = load_adapter_base(adapter_dir, manifest)
-    tag, language = manifest["source_tag"], manifest["corpus"]["language"]
-    corpus = read_corpus(manifest["corpus"]["path"], language)
-    if corpus.sha256 != manifest["corpus"]["sha256"]:
+    tag, language = manifest.tag, manifest.language
+    corpus = read_corpus(manifest.corpus_path, language)
+    if corpus.sha256 != manifest.corpus_sha256:
         raise UserError(f"{corpus.path} changed since {run_dir} was generated: its spans no longer match; "
                         "run generate again")
     pairs = read_jsonl(run_dir / "qa.jsonl", required=("id", "question", "answer", "answerable", "window"))
@@ -249,7 +249,7 @@ def run(config) -> int:
     if not probes:
         raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")
 
-    system = manifest.get("system_prompt") or prompts.system_prompt(tag, language)
+    system = manifest.system_prompt
     models = ["base", "tuned"] if config.base else ["tuned"]
     questions, rendered = [p.question for p in probes], {}
     cache = AnswerCache(run_dir / "probe" / ".answers.jsonl", answer_stamp(adapter_dir, config))
@@ -266,7 +266,7 @@ def run(config) -> int:
         models.append("gated")
     if config.judge:
         report.llm_judge(generator, probes, models, language)
-    summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, manifest, gate)
+    summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, tag, gate)
     cache.remove()
     print(report.format_table(summary), file=sys.stderr)
     if summary.get("user"):

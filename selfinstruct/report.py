@@ -81,7 +81,7 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
     return out
 
 
-def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, manifest: dict,
+def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, source_tag: str,
           gate: dict | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".probes.jsonl.tmp"
@@ -92,7 +92,7 @@ def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, ma
         summary.setdefault(model, None)
     if any(p["kind"] == "user" for p in probes):
         summary["user"] = {model: metrics(probes, model, kinds=("user",)) for model in models}
-    summary.update(source_tag=manifest["source_tag"], engine=engine, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    summary.update(source_tag=source_tag, engine=engine, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                    gate=gate, worst_hallucinations=worst(probes))
     write_json(out_dir / "report.json", summary)
     (out_dir / "report.md").write_text(markdown(summary, models), encoding="utf-8")

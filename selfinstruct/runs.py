@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jsonlines
@@ -19,6 +19,36 @@ import jsonlines
 from .config import UserError
 
 OUTPUTS = Path("outputs")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json as every stage after generate reads it (generate_run writes it): the source tag, the
+    closed-book system prompt and the language come from here and are never worked out again elsewhere."""
+
+    tag: str
+    system_prompt: str
+    language: str
+    model_spec: str
+    corpus_path: str | None = None
+    corpus_sha256: str | None = None
+    data: dict = field(default_factory=dict, compare=False, repr=False)  # the whole file, for reports
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Manifest:
+        from .prompts import system_prompt
+
+        path = run_dir / "manifest.json"
+        data = read_json(path)
+        try:
+            tag, spec = data["source_tag"], data["model"]["spec"]
+        except (KeyError, TypeError):
+            raise UserError(f"{path} has no source_tag or model: not a manifest generate wrote") from None
+        corpus = data.get("corpus") or {}
+        language = corpus.get("language", "en")
+        # A manifest from before generate recorded the prompt: the one generate builds for this tag.
+        return cls(tag, data.get("system_prompt") or system_prompt(tag, language), language, spec,
+                   corpus.get("path"), corpus.get("sha256"), data)
 
 
 def write_json(path: Path, data) -> None:

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .ask import answer_questions, load_tuned
+from .runs import Manifest
 
 
 class RequestError(Exception):
@@ -41,7 +42,7 @@ class Job:
 class Batcher:
     """One thread owns the engine; requests queue up and are answered in batches of what is waiting."""
 
-    def __init__(self, generator, manifest: dict, gate: dict | None, batch_size: int):
+    def __init__(self, generator, manifest: Manifest, gate: dict | None, batch_size: int):
         self.generator, self.manifest, self.gate, self.batch_size = generator, manifest, gate, batch_size
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.batches: list[int] = []  # sizes, for the record

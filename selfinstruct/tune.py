@@ -25,7 +25,7 @@ from .config import UserError
 from .corpus import read_corpus
 from .gate import GATE_FILE, calibrate_run, write_gate
 from .prompts import LLAMA2_CHAT_TEMPLATE
-from .runs import fingerprint, pick_run, read_json, read_jsonl, resumable_checkpoint, write_json
+from .runs import Manifest, fingerprint, pick_run, read_jsonl, resumable_checkpoint, write_json
 
 REQUIRED = ("question", "answer", "messages", "window", "answerable")
 # Measured on the embedded model (3 windows, 18 pairs): after 9 optimizer steps the adapter ended every reply
@@ -136,9 +136,9 @@ def run(config) -> int:
     from .models import device, load_model, load_tokenizer, resolve_model
 
     run_dir = pick_run(config.run)
-    manifest = read_json(run_dir / "manifest.json")
+    manifest = Manifest.read(run_dir)
     records = load_pairs(run_dir, config.strict)
-    model_ref = resolve_model(config.model or manifest["model"]["spec"])
+    model_ref = resolve_model(config.model or manifest.model_spec)
     split = split_by_window if config.hold_out == "window" else split_by_phrasing
     train, held_out = split(records, config.eval_share, config.seed)
     print(f"tune: {len(train)} training pairs, {len(held_out)} held out (by {config.hold_out}) from {run_dir}",
@@ -146,12 +146,14 @@ def run(config) -> int:
 
     texts = load_texts(run_dir, config)
     tokenizer = load_tokenizer(model_ref.path)
+    model, quant = load_model(model_ref.path, config.quantization, for_training=True)
+    if 0 < config.select < len(train):
+        train = select_diverse(model, tokenizer, train, config.select, config.seed)
     tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE  # the format the pairs were written in, kept with the adapter
     train_rows = [tokenize_pair(r, tokenizer) for r in train]
-    text_rows = [row for t in texts for row in tokenize_text(t, tokenizer, manifest["source_tag"], config.max_length)]
+    text_rows = [row for t in texts for row in tokenize_text(t, tokenizer, manifest.tag, config.max_length)]
     print(f"tune: text mix: {len(texts)} texts ({sum(t['kind'] == 'rewrite' for t in texts)} restatements) in "
           f"{len(text_rows)} pieces beside {len(train_rows)} QA pairs", file=sys.stderr) if texts else None
-    model, quant = load_model(model_ref.path, config.quantization, for_training=True)
     if config.learning_rate is None:
         config = replace(config, learning_rate=default_learning_rate(model.config))
     settings = device_settings(device(), config.batch_size, config.micro_batch_size)
@@ -177,7 +179,7 @@ def run(config) -> int:
                            "order": "mixed"}
     (adapter_dir / GATE_FILE).unlink(missing_ok=True)  # a gate calibrated for an older adapter is wrong for this one
     if config.gate:
-        corpus = read_corpus(manifest["corpus"]["path"], manifest["corpus"]["language"])
+        corpus = read_corpus(manifest.corpus_path, manifest.language)
         gate = calibrate_run(trainer.model, tokenizer, manifest, records, held_out, corpus.text, config.gate_target,
                              config.seed)
         if gate:
@@ -196,6 +198,18 @@ def run(config) -> int:
     return 0
 
 
+def select_diverse(model, tokenizer, train: list[dict], n: int, seed: int) -> list[dict]:
+    """`--select N`: N training pairs by k-center greedy on their questions, every fact before a repeat."""
+    from .diversity import k_center, question_embeddings
+
+    chosen = k_center(question_embeddings(model, tokenizer, [r["question"] for r in train]),
+                      [r.get("fact_id") or r["id"] for r in train], n, seed)
+    facts = len({r.get("fact_id") or r["id"] for r in train})
+    print(f"tune: --select {n}: {len(chosen)} of {len(train)} training pairs by k-center on question embeddings "
+          f"({facts} facts and refusals, each kept before any repeat)", file=sys.stderr)
+    return [train[i] for i in sorted(chosen)]
+
+
 def warn_if_few_steps(n_train: int, config) -> None:
     steps = math.ceil(n_train / config.batch_size) * config.epochs
     if steps < FEW_STEPS:
@@ -204,9 +218,16 @@ def warn_if_few_steps(n_train: int, config) -> None:
               "or lower --batch-size", file=sys.stderr)
 
 
+def lora_config(config):
+    """LoRA on every linear layer (q, k, v, o, gate, up, down), as QLoRA trains it."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
 def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, settings: dict):
     from datasets import Dataset, disable_progress_bars
-    from peft import LoraConfig
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig
 
@@ -224,13 +245,11 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
         else None, greater_is_better=False, save_only_model=False, dataloader_num_workers=0, prediction_loss_only=True,
         train_sampling_strategy="group_by_length",
         **settings)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
     callbacks = [ProgressBar()]
     if evaluating:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stop_patience))
     trainer = AnswerLossTrainer(
-        model=model, args=args, processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
+        model=model, args=args, processing_class=tokenizer, peft_config=lora_config(config), callbacks=callbacks,
         train_dataset=Dataset.from_list(train), eval_dataset=Dataset.from_list(held_out) if evaluating else None)
     trainer.remove_callback(PrinterCallback)  # our bar shows the loss; the log dicts would bury it
     return trainer

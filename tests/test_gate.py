@@ -3,6 +3,7 @@ import json
 from selfinstruct.gate import auroc, calibrate, choose_threshold, read_gate, refuses, write_gate
 from selfinstruct.negatives import name_share
 from selfinstruct.probe import Probe, judge
+from selfinstruct.runs import Manifest
 
 
 def test_auroc_counts_pairs_and_ties():
@@ -66,7 +67,7 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
                for i, (q, k) in enumerate(facts)]
     model, _ = load_model(tiny_model, "none")
     model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
-    manifest = {"source_tag": tag, "system_prompt": system, "corpus": {"language": "en"}}
+    manifest = Manifest(tag, system, "en", "default")
     seen = {}
     real_calibrate = gate_module.calibrate
 

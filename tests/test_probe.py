@@ -100,7 +100,7 @@ def fake_probes():
 
 def test_report_schema_markdown_and_chart(tmp_path):
     summary = write(tmp_path, fake_probes(), ["base", "tuned"], {"engine": "fake", "quantization": "none"},
-                    {"source_tag": "Source:1111REF"})
+                    "Source:1111REF")
     report = json.loads((tmp_path / "report.json").read_text())
     for model in ("base", "tuned"):
         assert {"hallucination_rate", "refusal_rate", "over_refusal_rate", "answerable_f1", "exact_match",
