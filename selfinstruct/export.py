@@ -9,12 +9,11 @@ Hugging Face dataset card that says where the pairs came from and what was filte
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from .config import UserError
-from .runs import Manifest, pick_run, read_jsonl
+from .runs import Manifest, pick_run, read_jsonl, replacing, write_text
 
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 
@@ -43,15 +42,14 @@ def row(pair: dict, fmt: str) -> dict:
 def write_rows(rows: list[dict], fmt: str, path: Path) -> None:
     """Write-then-rename, so an interrupted export never leaves half a file under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    if fmt != "parquet":
+        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    with replacing(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
-    else:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def dataset_card(run_dir: Path, manifest: Manifest, pairs: list[dict]) -> str:
@@ -123,7 +121,7 @@ def run(config) -> int:
     suffix = "parquet" if config.format == "parquet" else "jsonl"
     out = Path(config.out) if config.out else run_dir / "export" / f"{config.format}.{suffix}"
     write_rows(rows, config.format, out)
-    (run_dir / "README.md").write_text(dataset_card(run_dir, manifest, pairs), encoding="utf-8")
+    write_text(run_dir / "README.md", dataset_card(run_dir, manifest, pairs))
     print(f"export: {len(rows)} pairs as {config.format} -> {out}; dataset card -> {run_dir / 'README.md'}",
           file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ from .corpus import Window, read_corpus, source_tag, split_windows
 from .entities import corpus_entities
 from .filters import NearDuplicates
 from .models import load_tokenizer, resolve_model
-from .runs import append_jsonl, read_json, run_lock, write_json
+from .runs import append_jsonl, read_json, run_lock, write_json, write_text
 
 # Options that do not change which pairs come out, so a resume may change them. The corpus and the model are
 # compared by what they are (the file's hash, the resolved model folder), not by how they were spelled.
@@ -97,9 +97,7 @@ class GenerateRun:
             lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
             kept = [line for line in lines if _window_of(line) in self.done]
             if len(kept) != len(lines):
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text("".join(kept), encoding="utf-8")
-                tmp.replace(path)
+                write_text(path, "".join(kept))
         if self.qa_path.exists():
             for line in self.qa_path.read_text(encoding="utf-8").splitlines():
                 record = json.loads(line)

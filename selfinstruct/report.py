@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .backends import Sampling, chat_prompt
-from .runs import write_json
+from .runs import write_json, write_text
 
 CHART = [("right_rate", "right (answerable)"), ("refusal_rate", "refused (absent)"), ("wrong_rate", "wrong (all)"),
          ("over_refusal_rate", "over-refusal")]
@@ -84,9 +84,7 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
 def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, source_tag: str,
           gate: dict | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".probes.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in probes), encoding="utf-8")
-    tmp.replace(out_dir / "probes.jsonl")
+    write_text(out_dir / "probes.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in probes))
     summary = {model: metrics(probes, model) for model in models}
     for model in ("base", "gated"):
         summary.setdefault(model, None)

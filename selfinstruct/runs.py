@@ -51,11 +51,25 @@ class Manifest:
                    corpus.get("path"), corpus.get("sha256"), data)
 
 
-def write_json(path: Path, data) -> None:
-    """Write-then-rename: a crash leaves the old file or the new one, never half of one."""
+@contextmanager
+def replacing(path: Path):
+    """A temporary path beside `path` to write; when the block ends well it replaces `path` in one rename, so a
+    crash leaves the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_json(path: Path) -> dict:
@@ -190,18 +204,18 @@ class AnswerCache:
     reused. The report step removes it."""
 
     def __init__(self, path: Path, stamp: str):
-        self.path, self.answers = path, {}
-        rows = []
+        self.path, rows = path, []
         for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 break  # a kill tore the last line
-        if rows and rows[0].get("stamp") == stamp:
-            self.answers = {(r["model"], r["prompt"]): r["answer"] for r in rows[1:]}
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"stamp": stamp}) + "\n", encoding="utf-8")
+        if not (rows and rows[0].get("stamp") == stamp):
+            rows = [{"stamp": stamp}]
+        self.answers = {(r["model"], r["prompt"]): r["answer"] for r in rows[1:]}
+        # Written back whole, so a torn last line is gone before new answers are appended after it.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
     @staticmethod
     def _key(prompt: str) -> str:

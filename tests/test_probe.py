@@ -330,3 +330,18 @@ def test_an_interrupted_probe_resumes_with_the_answers_it_had(tmp_path, tiny_mod
     n_probes = len(clean.splitlines())
     assert sum(asked) == n_probes - 8, "the two batches answered before the kill are not asked again"
     assert not (run / "probe" / ".answers.jsonl").exists()
+
+
+def test_answer_cache_drops_a_torn_line_so_later_answers_survive_a_second_kill(tmp_path):
+    from selfinstruct.runs import AnswerCache
+
+    path = tmp_path / "probe" / ".answers.jsonl"
+    AnswerCache(path, "s1").add("tuned", ["q1", "q2"], ["a1", "a2"])
+    with path.open("a") as f:
+        f.write('{"model": "tuned", "prom')  # the kill
+    resumed = AnswerCache(path, "s1")
+    assert resumed.get("tuned", "q2") == "a2" and resumed.get("tuned", "q3") is None
+    resumed.add("tuned", ["q3"], ["a3"])
+    again = AnswerCache(path, "s1")
+    assert [again.get("tuned", q) for q in ("q1", "q2", "q3")] == ["a1", "a2", "a3"]
+    assert AnswerCache(path, "another adapter").answers == {}
