@@ -14,6 +14,7 @@ from .config import STAGES, UserError, build, value_parser
 
 SUMMARIES = {
     "generate": "a 4-bit model reads sliding windows of the corpus and writes source-tagged QA pairs",
+    "review": "a local page to accept, reject or edit each pair before tune (RUN/review.jsonl)",
     "tune": "QLoRA fine-tune (NF4, double quant, LoRA on all linear layers) on a run's pairs",
     "probe": "ask about entities absent from the corpus: refusal vs invention, and recall of what is in it",
     "ask": "the tuned model answers your questions closed-book, behind its confidence gate",
@@ -45,7 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="selfinstruct",
         description="Turn a domain corpus into a closed-book QA model, and measure how much it still makes up.")
     parser.add_argument("--version", action="version", version=f"selfinstruct {__version__}")
-    subparsers = parser.add_subparsers(dest="stage", metavar="{generate,tune,probe,ask,serve,export}", required=True)
+    subparsers = parser.add_subparsers(dest="stage", metavar="{" + ",".join(STAGES) + "}", required=True)
     for name, cls in STAGES.items():
         _add_stage(subparsers, name, cls)
     return parser

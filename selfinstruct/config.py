@@ -225,8 +225,18 @@ class ExportConfig:
         _check_choice("format", self.format, EXPORT_FORMATS)
 
 
-STAGES = {"generate": GenerateConfig, "tune": TuneConfig, "probe": ProbeConfig, "ask": AskConfig,
-          "serve": ServeConfig, "export": ExportConfig}
+@dataclass
+class ReviewConfig:
+    run: str | None = opt(None, "run folder (default: the most recent under outputs/)")
+    host: str = opt("127.0.0.1", "address to listen on")
+    port: int = opt(0, "port to listen on (0: a free one, printed with the URL)")
+
+    def __post_init__(self):
+        _check(0 <= self.port <= 65535, "--port must be in 0..65535")
+
+
+STAGES = {"generate": GenerateConfig, "review": ReviewConfig, "tune": TuneConfig, "probe": ProbeConfig,
+          "ask": AskConfig, "serve": ServeConfig, "export": ExportConfig}
 
 
 def value_parser(hint):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .config import UserError
+from .review import reviewed_pairs
 from .runs import Manifest, pick_run, read_jsonl, replacing, write_text
 
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
@@ -52,7 +53,7 @@ def write_rows(rows: list[dict], fmt: str, path: Path) -> None:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
 
 
-def dataset_card(run_dir: Path, manifest: Manifest, pairs: list[dict]) -> str:
+def dataset_card(run_dir: Path, manifest: Manifest, pairs: list[dict], review: dict) -> str:
     """The card: a YAML header the hub reads (the license is the user's to set), then what the pairs are."""
     data, summary = manifest.data, manifest.data.get("summary", {})
     refusals = sum(not p["answerable"] for p in pairs)
@@ -63,7 +64,9 @@ def dataset_card(run_dir: Path, manifest: Manifest, pairs: list[dict]) -> str:
     origins = ", ".join(f"{k} {v}" for k, v in summary.get("origins", {}).items())
     engines = ", ".join(f"{e.get('engine')} ({e.get('quantization', 'n/a')})" for e in data.get("engines", []))
     corpus = data.get("corpus", {})
-    reviewed = (run_dir / "review.jsonl").is_file()
+    reviewed = (f"{review['accepted']} accepted, {review['edited']} edited and {review['rejected']} rejected "
+                f"(dropped) by a person in `selfinstruct review`; {review['unreviewed']} not reviewed"
+                if review["reviewed"] else "not reviewed by a person")
     return f"""---
 license: unknown  # set the license your corpus allows
 language:
@@ -92,7 +95,7 @@ the source marker `{manifest.tag}`: {len(pairs) - refusals} answerable from the 
 - Facts: {summary.get('facts_covered', '?')} of {summary.get('fact_candidates', '?')} fact sentences have an accepted
   pair ({summary.get('facts_per_1000_words', '?')} facts per 1,000 words)
 - Who wrote the kept questions: {origins or 'n/a'}
-- Review: {'decisions in review.jsonl' if reviewed else 'not reviewed by a person'}
+- Review: {reviewed}
 
 ## Filters
 
@@ -115,13 +118,14 @@ def run(config) -> int:
     manifest = Manifest.read(run_dir)
     pairs = read_jsonl(run_dir / "qa.jsonl", strict=True, required=("id", "messages", "answerable"),
                        fix="fix or drop those lines")
+    pairs, review = reviewed_pairs(run_dir, manifest, pairs)
     if not pairs:
-        raise UserError(f"{run_dir / 'qa.jsonl'} has no pairs to export: run generate first")
+        raise UserError(f"{run_dir / 'qa.jsonl'} has no pairs to export (none, or all rejected in review)")
     rows = [row(p, config.format) for p in pairs]
     suffix = "parquet" if config.format == "parquet" else "jsonl"
     out = Path(config.out) if config.out else run_dir / "export" / f"{config.format}.{suffix}"
     write_rows(rows, config.format, out)
-    write_text(run_dir / "README.md", dataset_card(run_dir, manifest, pairs))
+    write_text(run_dir / "README.md", dataset_card(run_dir, manifest, pairs, review))
     print(f"export: {len(rows)} pairs as {config.format} -> {out}; dataset card -> {run_dir / 'README.md'}",
           file=sys.stderr)
     return 0

@@ -21,6 +21,7 @@ from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
 from .negatives import false_premises, swap_in_absent
+from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
 
 REFUSAL = re.compile(
@@ -228,7 +229,8 @@ def run(config) -> int:
     if corpus.sha256 != manifest.corpus_sha256:
         raise UserError(f"{corpus.path} changed since {run_dir} was generated: its spans no longer match; "
                         "run generate again")
-    pairs = read_jsonl(run_dir / "qa.jsonl", required=("id", "question", "answer", "answerable", "window"))
+    pairs, _ = reviewed_pairs(run_dir, manifest, read_jsonl(run_dir / "qa.jsonl", required=(
+        "id", "question", "answer", "answerable", "window")))  # the pairs tune trained on, after review
     trained = _train_metrics(adapter_dir)
     held_windows, held_ids = set(trained.get("eval_windows", [])), set(trained.get("eval_ids", []))
     train_pairs = [p for p in pairs if p["answerable"] and p["window"] not in held_windows

@@ -177,7 +177,7 @@ def fingerprint(config, run_dir: Path, model_path: Path) -> str:
     """What a checkpoint was trained from: the options that shape training, the model and the data files."""
     options = {k: v for k, v in asdict(config).items() if k not in ("run", "gate", "gate_target", "merge", "strict")}
     digest = hashlib.sha256(json.dumps([options, str(model_path)], sort_keys=True).encode())
-    for name in ("qa.jsonl", "texts.jsonl"):
+    for name in ("qa.jsonl", "texts.jsonl", "review.jsonl"):
         path = run_dir / name
         digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()

@@ -25,6 +25,7 @@ from .config import UserError
 from .corpus import read_corpus
 from .gate import GATE_FILE, calibrate_run, write_gate
 from .prompts import LLAMA2_CHAT_TEMPLATE
+from .review import reviewed_pairs
 from .runs import Manifest, fingerprint, pick_run, read_jsonl, resumable_checkpoint, write_json
 
 REQUIRED = ("question", "answer", "messages", "window", "answerable")
@@ -137,7 +138,12 @@ def run(config) -> int:
 
     run_dir = pick_run(config.run)
     manifest = Manifest.read(run_dir)
-    records = load_pairs(run_dir, config.strict)
+    records, review = reviewed_pairs(run_dir, manifest, load_pairs(run_dir, config.strict))
+    if review["reviewed"]:
+        print(f"tune: review.jsonl: {review['rejected']} rejected pairs dropped, {review['edited']} edited ones "
+              f"replaced, {review['accepted']} accepted, {review['unreviewed']} not reviewed", file=sys.stderr)
+    if not records:
+        raise UserError(f"every pair in {run_dir / 'qa.jsonl'} was rejected in review: nothing to train on")
     model_ref = resolve_model(config.model or manifest.model_spec)
     split = split_by_window if config.hold_out == "window" else split_by_phrasing
     train, held_out = split(records, config.eval_share, config.seed)
@@ -177,6 +183,7 @@ def run(config) -> int:
                            "rewrites": sum(t["kind"] == "rewrite" for t in texts), "text_pieces": len(text_rows),
                            "qa_pairs": len(train_rows), "loss": "all tokens of texts, answer tokens of QA pairs",
                            "order": "mixed"}
+    metrics["review"] = review
     (adapter_dir / GATE_FILE).unlink(missing_ok=True)  # a gate calibrated for an older adapter is wrong for this one
     if config.gate:
         corpus = read_corpus(manifest.corpus_path, manifest.language)
