@@ -132,7 +132,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) ->
     facts: dict[str, list[dict]] = {}
     for p in train_pairs:
         if p.get("key") and p.get("evidence"):
-            facts.setdefault(p["fact_id"], []).append(p)
+            facts.setdefault(p.get("fact_id", p["id"]), []).append(p)  # a hand-made qa.jsonl may lack fact ids
     chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 2 * n))
     jobs = []
     for fact_id in chosen:

@@ -183,17 +183,18 @@ def fingerprint(config, run_dir: Path, model_path: Path) -> str:
     return digest.hexdigest()
 
 
-def resumable_checkpoint(checkpoints: Path, stamp: str) -> str | None:
+def resumable_checkpoint(checkpoints: Path, stamp: str, clear: bool = True) -> str | None:
     """The newest complete checkpoint of an interrupted tune with the same fingerprint (the Trainer writes
-    trainer_state.json last, so a checkpoint cut off mid-write lacks it); otherwise the folder is cleared for
-    this tune's own checkpoints."""
+    trainer_state.json last, so a checkpoint cut off mid-write lacks it); otherwise, when `clear` (the one
+    process that owns the folder), the folder is cleared for this tune's own checkpoints."""
     if (checkpoints / "fingerprint").is_file() and (checkpoints / "fingerprint").read_text() == stamp:
         done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
         if done:
             return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1])))
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    checkpoints.mkdir(parents=True)
-    (checkpoints / "fingerprint").write_text(stamp)
+    if clear:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        checkpoints.mkdir(parents=True)
+        (checkpoints / "fingerprint").write_text(stamp)
     return None
 
 

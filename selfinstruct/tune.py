@@ -9,6 +9,8 @@ one story; the calibration itself lives in gate.py."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import random
 import resource
@@ -112,6 +114,16 @@ def device_settings(on: str, batch_size: int, micro_batch_size: int | None = Non
             "gradient_accumulation_steps": batch_size // micro}
 
 
+def process_batch(config, processes: int) -> int:
+    """Each process's share of --batch-size, so an optimizer step sees the same number of sequences however
+    many processes `accelerate launch` starts."""
+    share, rest = divmod(config.batch_size, processes)
+    if rest or (config.micro_batch_size and share % config.micro_batch_size):
+        raise UserError(f"--batch-size {config.batch_size} must split evenly over {processes} processes "
+                        "(and each share over --micro-batch-size)")
+    return share
+
+
 def default_learning_rate(model_config) -> float:
     """Rough parameter count from the shape: small models want a larger LoRA step than QLoRA's 7B+ setting."""
     c = model_config
@@ -134,6 +146,19 @@ def load_pairs(run_dir: Path, strict: bool) -> list[dict]:
 
 
 def run(config) -> int:
+    """One process, or each of `accelerate launch --num_processes N` (DDP): every process trains, the main one
+    alone talks, writes the adapter and metrics and calibrates the gate (the others' messages are dropped;
+    an error still shows, since it leaves the block)."""
+    from accelerate import PartialState
+
+    from .models import device
+
+    state = PartialState(cpu=device() == "cpu")  # as the Trainer will make it: on a CPU, gloo across processes
+    with contextlib.nullcontext() if state.is_main_process else contextlib.redirect_stderr(io.StringIO()):
+        return train_run(config, state)
+
+
+def train_run(config, state) -> int:
     from .models import device, load_model, load_tokenizer, resolve_model
 
     run_dir = pick_run(config.run)
@@ -162,19 +187,23 @@ def run(config) -> int:
           f"{len(text_rows)} pieces beside {len(train_rows)} QA pairs", file=sys.stderr) if texts else None
     if config.learning_rate is None:
         config = replace(config, learning_rate=default_learning_rate(model.config))
-    settings = device_settings(device(), config.batch_size, config.micro_batch_size)
+    settings = device_settings(device(), process_batch(config, state.num_processes), config.micro_batch_size)
     warn_if_few_steps(len(train_rows) + len(text_rows), config)
     adapter_dir = run_dir / "adapter"
     started = time.time()
     eval_rows = [tokenize_pair(r, tokenizer) for r in held_out]
     checkpoints = adapter_dir / ".checkpoints"
-    resume = resumable_checkpoint(checkpoints, fingerprint(config, run_dir, model_ref.path))
+    with state.main_process_first():  # the main process clears stale checkpoints before the others look
+        resume = resumable_checkpoint(checkpoints, fingerprint(config, run_dir, model_ref.path),
+                                      clear=state.is_main_process)
     trainer = make_trainer(config, model, tokenizer, train_rows + text_rows, eval_rows, checkpoints, settings)
     baseline = trainer.evaluate() if held_out else {}  # the fresh adapter is the base model, resumed or not
     if resume:
         print(f"tune: resuming from {resume} (an interrupted tune of the same pairs and options)", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=resume)
     final_eval = trainer.evaluate() if held_out else {}
+    if not state.is_main_process:
+        return 0
     trainer.model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     metrics = train_metrics(config, trainer, result, baseline, final_eval, quant, settings, model_ref, train,
@@ -184,6 +213,7 @@ def run(config) -> int:
                            "qa_pairs": len(train_rows), "loss": "all tokens of texts, answer tokens of QA pairs",
                            "order": "mixed"}
     metrics["review"] = review
+    metrics["processes"] = state.num_processes
     (adapter_dir / GATE_FILE).unlink(missing_ok=True)  # a gate calibrated for an older adapter is wrong for this one
     if config.gate:
         corpus = read_corpus(manifest.corpus_path, manifest.language)
@@ -250,7 +280,7 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
         eval_strategy="epoch" if evaluating else "no", save_strategy="epoch",
         save_total_limit=1, load_best_model_at_end=evaluating, metric_for_best_model="eval_loss" if evaluating
         else None, greater_is_better=False, save_only_model=False, dataloader_num_workers=0, prediction_loss_only=True,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length", ddp_find_unused_parameters=False,  # LoRA uses every adapter
         **settings)
     callbacks = [ProgressBar()]
     if evaluating:
@@ -268,15 +298,21 @@ class AnswerLossTrainer(SFTTrainer):
     on the embedded model, for a loss that needs a third of the positions."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
         import torch.nn.functional as F
 
-        causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        body = getattr(causal_lm, causal_lm.base_model_prefix)
-        hidden = body(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                      use_cache=False).last_hidden_state[:, :-1]
         labels = inputs["labels"][:, 1:]
         answer = labels != -100
-        logits = causal_lm.get_output_embeddings()(hidden[answer]).float()
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            # DDP averages gradients only through its own forward: the whole model, the head at every position.
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                           use_cache=False).logits[:, :-1][answer].float()
+        else:
+            causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+            body = getattr(causal_lm, causal_lm.base_model_prefix)
+            hidden = body(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                          use_cache=False).last_hidden_state[:, :-1]
+            logits = causal_lm.get_output_embeddings()(hidden[answer]).float()
         count = num_items_in_batch if num_items_in_batch is not None else answer.sum()
         loss = F.cross_entropy(logits, labels[answer], reduction="sum") / max(int(count), 1)
         return (loss, None) if return_outputs else loss
@@ -291,6 +327,8 @@ class ProgressBar(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm import tqdm
 
+        if not state.is_world_process_zero:  # one bar, however many processes train
+            return
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", desc="tune",
                         dynamic_ncols=True)
 
@@ -304,10 +342,12 @@ class ProgressBar(TrainerCallback):
             self.bar.write(line, file=sys.stderr) if self.bar is not None else print(line, file=sys.stderr)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.bar.update(1)
+        if self.bar is not None:
+            self.bar.update(1)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         self.bar, self.trained = None, True
 
 

@@ -38,7 +38,8 @@ def make_run(tmp_path: Path) -> Path:
     for pid, question, answer, key, sentence_start in PAIRS:
         start = corpus.text.index(sentence_start)
         messages = chat_messages(system, TAG, question, answer)
-        lines.append({"id": pid, "window": 0, "start": 0, "end": len(corpus.text), "evidence": [start, start + 40],
+        lines.append({"id": pid, "fact_id": f"f{pid}", "window": 0, "start": 0, "end": len(corpus.text),
+                      "evidence": [start, start + 40],
                       "question": question, "answer": answer, "answerable": True, "kind": "thing", "key": key,
                       "support": 1.0, "origin": "template", "messages": messages, "text": render_llama2(messages)})
     (run / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))

@@ -327,3 +327,27 @@ def test_checkpoints_of_other_pairs_are_not_resumed(tmp_path):
     assert resumable_checkpoint(folder, "a") == str(folder / "checkpoint-7")
     assert resumable_checkpoint(folder, "b") is None
     assert not (folder / "checkpoint-7").exists() and (folder / "fingerprint").read_text() == "b"
+
+
+@pytest.mark.slow  # two processes start torch and gloo: a minute or two here
+def test_tune_under_accelerate_ddp_on_two_cpu_processes_gives_one_adapter_probe_loads(tmp_path, tiny_model):
+    """`accelerate launch --num_processes 2` (gloo on the CPU): the same optimizer steps as one process, one
+    adapter and one set of metrics from the main process, and probe answers with that adapter."""
+    from .test_review import make_run
+
+    run = make_run(tmp_path)
+    launch = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "selfinstruct"]
+    tune_args = ["tune", "--run", str(run), "--model", str(tiny_model), "--quantization", "none", "--epochs", "2",
+                 "--batch-size", "2", "--eval-share", "0", "--no-gate"]
+    done = subprocess.run(launch + tune_args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((run / "adapter" / "train_metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 4  # 4 pairs x 2 epochs / 2 a step, as one process
+    assert metrics["device_settings"]["per_device_train_batch_size"] == 1
+    assert done.stderr.count("tune: 4 steps") == 1, "only the main process reports"
+    probed = subprocess.run([sys.executable, "-m", "selfinstruct", "probe", "--run", str(run), "--quantization", "none",
+                             "--n-absent", "2", "--n-answerable", "2", "--no-base", "--no-gate",
+                             "--max-new-tokens", "8"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert probed.returncode == 0, probed.stderr[-3000:]
+    assert json.loads((run / "probe" / "report.json").read_text())["tuned"]["n_answerable"] > 0
