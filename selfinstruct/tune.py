@@ -315,6 +315,8 @@ class AnswerLossTrainer(SFTTrainer):
             logits = causal_lm.get_output_embeddings()(hidden[answer]).float()
         count = num_items_in_batch if num_items_in_batch is not None else answer.sum()
         loss = F.cross_entropy(logits, labels[answer], reduction="sum") / max(int(count), 1)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes  # the count spans all processes and DDP averages: undo
         return (loss, None) if return_outputs else loss
 
 

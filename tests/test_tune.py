@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -346,6 +347,13 @@ def test_tune_under_accelerate_ddp_on_two_cpu_processes_gives_one_adapter_probe_
     assert metrics["processes"] == 2 and metrics["steps"] == 4  # 4 pairs x 2 epochs / 2 a step, as one process
     assert metrics["device_settings"]["per_device_train_batch_size"] == 1
     assert done.stderr.count("tune: 4 steps") == 1, "only the main process reports"
+    shutil.copytree(run, tmp_path / "alone", ignore=shutil.ignore_patterns("adapter"))
+    alone = subprocess.run([sys.executable, "-m", "selfinstruct", *tune_args[:2], str(tmp_path / "alone"),
+                            *tune_args[3:]], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    single = json.loads((tmp_path / "alone" / "adapter" / "train_metrics.json").read_text())
+    # The loss is per answer token over the whole step in both: not halved by averaging over 2 processes.
+    assert abs(metrics["first_train_loss"] - single["first_train_loss"]) < 0.2 * single["first_train_loss"]
     probed = subprocess.run([sys.executable, "-m", "selfinstruct", "probe", "--run", str(run), "--quantization", "none",
                              "--n-absent", "2", "--n-answerable", "2", "--no-base", "--no-gate",
                              "--max-new-tokens", "8"], cwd=REPO, capture_output=True, text=True, timeout=600)
