@@ -57,8 +57,9 @@ class GenerateConfig:
     phrasings: int = opt(3, "question phrasings kept per fact, of different shapes (a fact only sticks when asked "
                          "several ways): the sentence's own template and cloze, and the model's")
     candidates: int = opt(1, "model samples per started question; the filters keep the best")
-    rewrites: int = opt(1, "restatements of each window (its sentences regrouped around each entity) written to "
-                        "texts.jsonl for tune's text mix")
+    rewrites: int = opt(4, "restatements of each window (its sentences regrouped around each entity) written to "
+                        "texts.jsonl for tune's text mix (measured on make eval's corpus against 1: hand-written "
+                        "key accuracy 0.12 vs 0.13 in NF4, 0.23 vs 0.12 in bf16; wrong answers 0.40 vs 0.57)")
     unanswerable_ratio: float = opt(0.2, "refusal pairs about absent entities per accepted answerable pair")
     min_support: float = opt(0.6, "least share of an answer's content words found in its window")
     dedup_threshold: float = opt(0.7, "questions at least this similar (word 3-gram Jaccard) to a kept one are dropped")
