@@ -11,21 +11,18 @@ GPU; README "Ablation on the whole eval corpus" has the figures."""
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from .runs import read_json, read_jsonl, write_json, write_jsonl
 
 # row -> (keep only the first phrasing of each fact, restatements per window, train on texts at all)
 ROWS = {"one-phrasing": (True, 0, False), "pairs": (False, 0, False), "text": (False, 0, True),
         "rw1": (False, 1, True), "rw4": (False, 4, True)}
 LABELS = {"one-phrasing": "QA pairs, 1 phrasing per fact", "pairs": "QA pairs, all phrasings",
           "text": "+ window text", "rw1": "+ window text + 1 restatement", "rw4": "+ window text + 4 restatements"}
-
-
-def read_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
 
 
 def first_phrasings(pairs: list[dict]) -> list[dict]:
@@ -47,14 +44,14 @@ def restatement_number(text: dict) -> int:
 def make_row(source: Path, target: Path, row: str) -> None:
     """A run folder for one row: the source's manifest, and its pairs and texts cut down as the row says."""
     one_phrasing, rewrites, with_texts = ROWS[row]
-    pairs = read_lines(source / "qa.jsonl")
-    texts = [t for t in read_lines(source / "texts.jsonl") if with_texts and restatement_number(t) < rewrites]
+    pairs = read_jsonl(source / "qa.jsonl")
+    with_texts = with_texts and (source / "texts.jsonl").is_file()
+    texts = [t for t in (read_jsonl(source / "texts.jsonl") if with_texts else []) if restatement_number(t) < rewrites]
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     shutil.copy(source / "manifest.json", target / "manifest.json")
     for name, records in (("qa.jsonl", first_phrasings(pairs) if one_phrasing else pairs), ("texts.jsonl", texts)):
-        (target / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
-                                   encoding="utf-8")
+        write_jsonl(target / name, records)
 
 
 def run_row(target: Path, row: str, seed: int, questions: Path, tune_flags: list[str]) -> dict:
@@ -65,8 +62,8 @@ def run_row(target: Path, row: str, seed: int, questions: Path, tune_flags: list
     quantization = tune_flags[tune_flags.index("--quantization"):][:2] if "--quantization" in tune_flags else []
     subprocess.run([*cli, "probe", "--run", str(target), "--questions", str(questions), "--no-base", *quantization],
                    check=True)
-    report = json.loads((target / "probe" / "report.json").read_text())
-    trained = json.loads((target / "adapter" / "train_metrics.json").read_text())
+    report = read_json(target / "probe" / "report.json")
+    trained = read_json(target / "adapter" / "train_metrics.json")
     tuned, hand = report["tuned"], report["user"]["tuned"]
     return {"row": row, "seed": seed, "steps": trained["steps"], "best_eval_loss": trained.get("best_eval_loss"),
             "hand_key_accuracy": hand["key_accuracy"], "hand_absent_refused": hand["refusal_rate"],
@@ -126,7 +123,7 @@ def main(argv: list[str]) -> int:
             target = args.out / f"{row}-seed{seed}"
             make_row(args.run, target, row)
             results.append(run_row(target, row, seed, args.questions, tune_flags))
-            (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
+            write_json(args.out / "ablation.json", results)
     chart(results, args.out / "ablation.png")
     print(table(results))
     return 0

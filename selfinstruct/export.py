@@ -8,13 +8,12 @@ Hugging Face dataset card that says where the pairs came from and what was filte
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from .config import UserError
 from .review import reviewed_pairs
-from .runs import Manifest, pick_run, read_jsonl, replacing, write_text
+from .runs import Manifest, pick_run, read_jsonl, replacing, write_jsonl, write_text
 
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 
@@ -44,7 +43,7 @@ def write_rows(rows: list[dict], fmt: str, path: Path) -> None:
     """Write-then-rename, so an interrupted export never leaves half a file under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt != "parquet":
-        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_jsonl(path, rows)
         return
     import pyarrow as pa
     import pyarrow.parquet as pq

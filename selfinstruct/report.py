@@ -3,12 +3,11 @@ hallucinations verbatim) and report.png (base vs tuned bars)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from .backends import Sampling, chat_prompt
-from .runs import write_json, write_text
+from .runs import write_json, write_jsonl, write_text
 
 CHART = [("right_rate", "right (answerable)"), ("refusal_rate", "refused (absent)"), ("wrong_rate", "wrong (all)"),
          ("over_refusal_rate", "over-refusal")]
@@ -84,7 +83,7 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
 def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, source_tag: str,
           gate: dict | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "probes.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in probes))
+    write_jsonl(out_dir / "probes.jsonl", probes)
     summary = {model: metrics(probes, model) for model in models}
     for model in ("base", "gated"):
         summary.setdefault(model, None)
@@ -93,7 +92,7 @@ def write(out_dir: Path, probes: list[dict], models: list[str], engine: dict, so
     summary.update(source_tag=source_tag, engine=engine, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                    gate=gate, worst_hallucinations=worst(probes))
     write_json(out_dir / "report.json", summary)
-    (out_dir / "report.md").write_text(markdown(summary, models), encoding="utf-8")
+    write_text(out_dir / "report.md", markdown(summary, models))
     chart(summary, models, out_dir / "report.png", probes if gate else None)
     return summary
 

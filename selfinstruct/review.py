@@ -20,7 +20,7 @@ from pathlib import Path
 from .config import UserError
 from .corpus import read_corpus
 from .prompts import chat_messages, render_llama2
-from .runs import Manifest, append_jsonl, pick_run, read_jsonl, write_text
+from .runs import Manifest, append_jsonl, pick_run, read_jsonl, write_jsonl
 
 REVIEW_FILE = "review.jsonl"
 DECISIONS = ("accept", "reject", "edit")
@@ -59,7 +59,7 @@ def edited(pair: dict, decision: dict, manifest: Manifest) -> dict:
 def reviewed_pairs(run_dir: Path, manifest: Manifest, pairs: list[dict]) -> tuple[list[dict], dict]:
     """The pairs tune trains on after review: rejected dropped, edited replaced; and what was done to them."""
     decisions = read_decisions(run_dir)
-    kept, rejected, edits = [], [], []
+    kept, rejected, edits, accepted = [], [], [], 0
     for pair in pairs:
         decision = decisions.get(pair.get("id"), {}).get("decision")
         if decision == "reject":
@@ -69,7 +69,7 @@ def reviewed_pairs(run_dir: Path, manifest: Manifest, pairs: list[dict]) -> tupl
             edits.append(pair["id"])
         else:
             kept.append(pair)
-    accepted = sum(decisions.get(p.get("id"), {}).get("decision") == "accept" for p in pairs)
+            accepted += decision == "accept"
     counts = {"reviewed": bool(decisions), "accepted": accepted, "rejected": len(rejected), "edited": len(edits),
               "unreviewed": len(pairs) - accepted - len(rejected) - len(edits),
               "rejected_ids": rejected, "edited_ids": edits}
@@ -131,7 +131,7 @@ class ReviewState:
         # A line a kill tore is dropped (the rest written back in one rename) before new ones are appended.
         history, torn = decision_lines(run_dir)
         if torn:
-            write_text(run_dir / REVIEW_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in history))
+            write_jsonl(run_dir / REVIEW_FILE, history)
 
     def data(self) -> dict:
         return {"run": self.run_dir.name, "tag": self.manifest.tag, "pairs": self.shown,

@@ -68,6 +68,11 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """A whole JSONL file, written then renamed into place."""
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
 def write_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -216,7 +221,7 @@ class AnswerCache:
         self.answers = {(r["model"], r["prompt"]): r["answer"] for r in rows[1:]}
         # Written back whole, so a torn last line is gone before new answers are appended after it.
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_jsonl(path, rows)
 
     @staticmethod
     def _key(prompt: str) -> str:

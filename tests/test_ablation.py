@@ -1,6 +1,7 @@
 import json
 
-from selfinstruct.ablation import make_row, read_lines, table
+from selfinstruct.ablation import make_row, table
+from selfinstruct.runs import read_jsonl
 
 
 def source_run(tmp_path):
@@ -27,8 +28,8 @@ def test_each_row_is_the_subset_it_names(tmp_path):
     for row, (pairs, texts) in expected.items():
         target = tmp_path / row
         make_row(run, target, row)
-        assert [p["id"] for p in read_lines(target / "qa.jsonl")] == pairs, row
-        assert [t["id"] for t in read_lines(target / "texts.jsonl")] == texts, row
+        assert [p["id"] for p in read_jsonl(target / "qa.jsonl")] == pairs, row
+        assert [t["id"] for t in read_jsonl(target / "texts.jsonl")] == texts, row
         assert (target / "manifest.json").read_text() == (run / "manifest.json").read_text()
 
 
