@@ -79,8 +79,8 @@ def _en_recombined(entities: dict[str, str]) -> dict[str, str]:
         patterns.setdefault(kind, set()).add(re.sub(rf"\b{re.escape(stem[0])}\b", "{}", name, count=1))
         stems.setdefault(kind, set()).add(stem[0])
     for kind, kind_patterns in patterns.items():
-        for pattern in kind_patterns:
-            for stem in stems[kind]:
+        for pattern in sorted(kind_patterns):  # sorted: a set's order changes with each process's hash seed
+            for stem in sorted(stems[kind]):
                 made[pattern.format(stem)] = kind
     return {n: k for n, k in made.items() if n not in entities}
 

@@ -1,4 +1,7 @@
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -118,3 +121,16 @@ def test_hard_probes_are_not_told_apart_by_the_base_models_question_likelihood(e
     hard_auroc, easy_auroc = auroc(real, swapped), auroc(real_for_easy, invented)
     assert hard_auroc < 0.65, (hard_auroc, easy_auroc)
     assert easy_auroc > hard_auroc, (hard_auroc, easy_auroc)
+
+
+def test_recombined_names_come_in_the_same_order_in_every_process():
+    """A resumed run, or a Ray driver, is another process with another hash seed: the names it draws must not
+    depend on it."""
+    script = ("import hashlib, sys; from selfinstruct.negatives import recombined_names; "
+              "from selfinstruct.entities import corpus_entities; "
+              f"text = open({str(SAMPLE_EN)!r}, encoding='utf-8').read(); "
+              "print(hashlib.sha256(repr(list(recombined_names(corpus_entities(text, 'en'), 'en'))).encode())"
+              ".hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2")}
+    assert len(digests) == 1
