@@ -12,6 +12,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 BACKENDS = ("auto", "vllm", "transformers")
 QUANTIZATIONS = ("nf4", "none")
 HOLD_OUTS = ("window", "phrasing")
+ORDERS = ("mixed", "qa-first")
 LANGUAGES = ("auto", "en", "zh")
 EXPORT_FORMATS = ("jsonl", "parquet", "sharegpt", "alpaca")
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -72,9 +73,17 @@ class GenerateConfig:
     windows_per_step: int = opt(8, "windows sent to the engine together; also the resume granularity")
     max_windows: int | None = opt(None, "stop after this many windows (quick tries)")
     overwrite: bool = opt(False, "replace an existing run folder made from another corpus or other options")
+    ray: str | None = opt(None, "draft windows on Ray workers: --ray alone starts a local Ray instance, --ray auto "
+                          "joins the running cluster, --ray HOST:PORT (or ray://...) a given one (pip install "
+                          "'selfinstruct[ray]')", const="local")
+    ray_workers: int = opt(2, "Ray workers, each holding one engine")
+    ray_cpus: float = opt(1.0, "CPUs per Ray worker (its torch threads)")
+    ray_gpus: float = opt(0.0, "GPUs per Ray worker (1 for vLLM on a GPU cluster)")
 
     def __post_init__(self):
         _check(bool(self.corpus), "generate needs a corpus file: selfinstruct generate CORPUS.txt")
+        _check(self.ray_workers >= 1 and self.ray_cpus > 0 and self.ray_gpus >= 0,
+               "--ray-workers must be at least 1, --ray-cpus above 0 and --ray-gpus 0 or more")
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check_choice("language", self.language, LANGUAGES)
@@ -126,6 +135,8 @@ class TuneConfig:
     seed: int = opt(0, "seed for the split, LoRA init and shuffling")
     texts: bool = opt(True, "also train on the corpus windows and their restatements (texts.jsonl), loss on every "
                       "token, mixed with the QA pairs")
+    order: str = opt("mixed", "mixed: QA pairs and texts shuffled together every epoch; qa-first: the QA pairs "
+                     "alone for the first half of the epochs, then the mix (PIT, Jiang et al. 2024)")
     gate: bool = opt(True, "calibrate a confidence gate at the end (adapter/gate.json)")
     gate_target: float = opt(0.1, "share of held-out questions the tuned model gets right that the gate may refuse")
     strict: bool = opt(False, "refuse a qa.jsonl with malformed lines instead of skipping them")
@@ -144,6 +155,7 @@ class TuneConfig:
                "--micro-batch-size must divide --batch-size")
         _check(0.0 <= self.eval_share < 1.0, "--eval-share must be in [0, 1)")
         _check_choice("hold_out", self.hold_out, HOLD_OUTS)
+        _check_choice("order", self.order, ORDERS)
         _check_share("gate_target", self.gate_target)
 
 

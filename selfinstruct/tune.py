@@ -196,7 +196,11 @@ def train_run(config, state) -> int:
     with state.main_process_first():  # the main process clears stale checkpoints before the others look
         resume = resumable_checkpoint(checkpoints, fingerprint(config, run_dir, model_ref.path),
                                       clear=state.is_main_process)
-    trainer = make_trainer(config, model, tokenizer, train_rows + text_rows, eval_rows, checkpoints, settings)
+    planned = config.order == "qa-first" and bool(text_rows)
+    rows = (qa_first_order(train_rows, text_rows, config.epochs, config.batch_size, config.seed) if planned
+            else train_rows + text_rows)
+    trainer = make_trainer(config, model, tokenizer, rows, eval_rows, checkpoints, settings,
+                           save_every=math.ceil(len(train_rows) / config.batch_size) if planned else None)
     baseline = trainer.evaluate() if held_out else {}  # the fresh adapter is the base model, resumed or not
     if resume:
         print(f"tune: resuming from {resume} (an interrupted tune of the same pairs and options)", file=sys.stderr)
@@ -211,7 +215,8 @@ def train_run(config, state) -> int:
     metrics["text_mix"] = {"texts": len(texts), "windows": sum(t["kind"] == "window" for t in texts),
                            "rewrites": sum(t["kind"] == "rewrite" for t in texts), "text_pieces": len(text_rows),
                            "qa_pairs": len(train_rows), "loss": "all tokens of texts, answer tokens of QA pairs",
-                           "order": "mixed"}
+                           "order": config.order if planned else "mixed",
+                           "qa_only_epochs": qa_only_epochs(config.epochs) if planned else 0}
     metrics["review"] = review
     metrics["processes"] = state.num_processes
     (adapter_dir / GATE_FILE).unlink(missing_ok=True)  # a gate calibrated for an older adapter is wrong for this one
@@ -263,7 +268,31 @@ def lora_config(config):
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, settings: dict):
+def qa_only_epochs(epochs: float) -> int:
+    return max(1, round(epochs) // 2)
+
+
+def qa_first_order(qa_rows: list[dict], text_rows: list[dict], epochs: float, batch_size: int,
+                   seed: int) -> list[dict]:
+    """`--order qa-first` (PIT, Jiang et al. 2024): the QA pairs alone for the first half of the epochs, so the
+    model learns how a fact is asked for before it reads the texts, then QA pairs and texts together. The whole
+    run as one list, trained in this order. Within an epoch, rows are shuffled and then sorted by length in
+    chunks of 8 batches, as group_by_length does, so a batch is not padded to the longest text."""
+    rng = random.Random(seed)
+    order = []
+    for epoch in range(max(2, round(epochs))):
+        rows = list(qa_rows) if epoch < qa_only_epochs(epochs) else qa_rows + text_rows
+        rng.shuffle(rows)
+        chunk = 8 * batch_size
+        for start in range(0, len(rows), chunk):
+            order += sorted(rows[start:start + chunk], key=lambda row: len(row["input_ids"]), reverse=True)
+    return order
+
+
+def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, settings: dict,
+                 save_every: int | None = None):
+    """`save_every`: `train` is a planned order over every epoch (qa_first_order), trained once in sequence,
+    with an eval and a checkpoint every that many steps; otherwise the Trainer shuffles `train` each epoch."""
     from datasets import Dataset, disable_progress_bars
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig
@@ -271,16 +300,19 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
     disable_progress_bars()  # trl's five dataset-preparation bars per split bury our own
     evaluating = bool(held_out)
     args = SFTConfig(
-        output_dir=str(checkpoints), num_train_epochs=config.epochs, per_device_eval_batch_size=config.batch_size,
+        output_dir=str(checkpoints), num_train_epochs=1 if save_every else config.epochs,
+        per_device_eval_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, max_grad_norm=1.0, seed=config.seed,
         max_length=config.max_length, packing=False, completion_only_loss=True,
         neftune_noise_alpha=config.neftune_alpha or None, logging_steps=1, report_to="none", disable_tqdm=True,
         # A checkpoint an epoch, with optimizer and RNG state, so a killed tune resumes where it stopped.
-        eval_strategy="epoch" if evaluating else "no", save_strategy="epoch",
+        eval_strategy=("steps" if save_every else "epoch") if evaluating else "no",
+        save_strategy="steps" if save_every else "epoch", eval_steps=save_every, save_steps=save_every or 500,
         save_total_limit=1, load_best_model_at_end=evaluating, metric_for_best_model="eval_loss" if evaluating
         else None, greater_is_better=False, save_only_model=False, dataloader_num_workers=0, prediction_loss_only=True,
-        train_sampling_strategy="group_by_length", ddp_find_unused_parameters=False,  # LoRA uses every adapter
+        train_sampling_strategy="sequential" if save_every else "group_by_length",
+        ddp_find_unused_parameters=False,  # LoRA uses every adapter
         **settings)
     callbacks = [ProgressBar()]
     if evaluating:

@@ -14,6 +14,7 @@ from selfinstruct.prompts import LLAMA2_CHAT_TEMPLATE, chat_messages, render_lla
 from selfinstruct.tune import (
     device_settings,
     make_trainer,
+    qa_first_order,
     split_by_phrasing,
     split_by_window,
     tokenize_pair,
@@ -113,6 +114,31 @@ def test_text_rows_train_every_token_and_qa_rows_only_the_answer(tiny_model):
     assert (batch["labels"][1] != -100).sum() == sum(pair["completion_mask"])  # the pair: the answer only
     answer = [t for t in batch["labels"][1].tolist() if t != -100]
     assert tokenizer.decode(answer).strip() == f"{TAG} {FACTS[0][1]} {tokenizer.eos_token}".strip()
+
+
+def test_qa_first_order_trains_the_pairs_alone_for_half_the_epochs_then_the_mix():
+    qa = [{"input_ids": [1] * (3 + i % 5), "name": f"qa{i}"} for i in range(20)]
+    texts = [{"input_ids": [1] * 60, "name": f"text{i}"} for i in range(6)]
+    order = qa_first_order(qa, texts, epochs=5, batch_size=4, seed=0)
+    names = [row["name"] for row in order]
+    assert len(order) == 2 * 20 + 3 * 26  # 5 epochs: 2 of pairs alone, 3 of pairs and texts
+    assert all(n.startswith("qa") for n in names[:40]) and sorted(names[:20]) == sorted(names[20:40])
+    assert all(sorted(names[40 + 26 * e:40 + 26 * (e + 1)]) == sorted(r["name"] for r in qa + texts)
+               for e in range(3))
+    chunk = order[40:66]  # one chunk of 8 batches (here the whole epoch), longest first
+    assert [len(r["input_ids"]) for r in chunk] == sorted((len(r["input_ids"]) for r in chunk), reverse=True)
+    assert names == [row["name"] for row in qa_first_order(qa, texts, epochs=5, batch_size=4, seed=0)]
+    assert names != [row["name"] for row in qa_first_order(qa, texts, epochs=5, batch_size=4, seed=1)]
+
+
+def test_planned_order_is_trained_in_sequence_once(tiny_model):
+    tokenizer = tokenizer_for(tiny_model)
+    rows = [tokenize_pair(r, tokenizer) for r in records(8)]
+    model, _ = load_model(tiny_model, "nf4", for_training=True)
+    trainer = make_trainer(TuneConfig(eval_share=0.0, epochs=5), model, tokenizer, rows, [], Path("/tmp/unused"),
+                           device_settings("cpu", 8), save_every=1)
+    assert trainer.args.num_train_epochs == 1 and trainer.args.save_steps == 1
+    assert type(trainer._get_train_sampler()).__name__ == "SequentialSampler"
 
 
 def test_training_changes_lora_weights_and_leaves_the_base_alone(tiny_model, tmp_path):
