@@ -53,6 +53,7 @@ ablation: setup
 bench: setup
 	$(BIN)/python -m selfinstruct.bench
 	$(BIN)/python -m selfinstruct.bench_serve
+	$(BIN)/python -m selfinstruct.bench_ray
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache

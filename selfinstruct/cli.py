@@ -34,6 +34,9 @@ def _add_stage(subparsers, name: str, cls) -> None:
             help_text += f" (default: {f.default})"
         if f.metadata.get("positional"):
             parser.add_argument(f.name, nargs="?", help=f.metadata["help"])
+        elif "const" in f.metadata:  # a flag that may stand alone or take a value
+            parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="?", const=f.metadata["const"], help=help_text,
+                                metavar=f.name.upper())
         elif hints[f.name] is bool:
             parser.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, help=help_text)
         else:

@@ -3,7 +3,11 @@
 Answer-aware generation: the pipeline picks each answer (a name, year or count in a sentence of the window),
 the model writes questions that ask for it, and only questions that pass every filter and that the model
 itself answers correctly from the fact's sentence are kept. A small model is a weak free writer but a usable
-question writer when the answer is fixed and the question is started for it (DESIGN.md)."""
+question writer when the answer is fixed and the question is started for it (DESIGN.md).
+
+Two halves: QuestionWriter drafts windows with the model and reads no run state, so Ray workers run it too
+(generate_ray.py); Pipeline settles each draft in window order against the run (near-duplicates, the refusal
+quota, names in use). Over 300 lines because both halves are one story about which questions are kept."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import sys
 import time
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import filters, prompts
@@ -53,6 +58,18 @@ class Candidate:
     reason: str | None = None
     reply: str = ""
     detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class WindowDraft:
+    """What the model makes of one window before run-wide state (near-duplicates of earlier windows, the
+    refusal quota, names already used) decides what is kept."""
+    window: Window
+    facts: list[Fact]
+    candidates: list[Candidate]
+    texts: list[dict]  # the window and its restatements
+    ungrounded: list[dict]  # restatements the support filter refused
+    generated_tokens: int = 0  # the engine's tokens for the step that drafted this window (first draft only)
 
 
 @dataclass
@@ -100,34 +117,34 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
     return facts
 
 
-class Pipeline:
-    def __init__(self, generator, run: GenerateRun):
-        self.generator, self.run, self.config = generator, run, run.config
-        self.language, self.tag = run.corpus.language, run.tag
-        self.system = run.manifest["system_prompt"]  # written once, by GenerateRun.new_manifest
+class QuestionWriter:
+    """The model's share of a window: its facts, questions in several shapes, the filters, the round trip and
+    the restatements. It reads no run state, so it runs wherever an engine is: in this process, or in a Ray
+    worker (generate_ray.py)."""
 
-    def step(self, windows: list[Window]) -> list[WindowResult]:
-        facts = {w.index: pick_facts(w, self.run.seen_until(w), self.run.entities, self.language,
-                                     self.config.questions_per_window, self.config.seed) for w in windows}
-        all_facts = [f for fs in facts.values() for f in fs]
-        candidates = self.write_questions(all_facts)
+    def __init__(self, generator, config, language: str, entities: dict):
+        self.generator, self.config, self.language, self.entities = generator, config, language, entities
+
+    def draft(self, windows: list[tuple[Window, int]]) -> list[WindowDraft]:
+        """Windows, each with the corpus offset up to which the previous window already asked, drafted in
+        one engine pass."""
+        tokens_before = self.generator.generated_tokens
+        facts = {w.index: pick_facts(w, seen_until, self.entities, self.language, self.config.questions_per_window,
+                                     self.config.seed) for w, seen_until in windows}
+        candidates = self.write_questions([f for fs in facts.values() for f in fs])
         for c in candidates:
             c.reason = c.reason or filters.check_question(c.question, c.fact.key, c.fact.sentence, c.fact.window.text)
         # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
         self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
-        results = []
-        for w in windows:
-            mine = [c for c in candidates if c.fact.window.index == w.index]
-            accepted = self.accept(facts[w.index], mine)
-            self.run.count(accepted)  # the refusal quota follows the answerable count so far
-            refused = self.refusals(w, accepted)
-            self.run.count(refused)
-            texts, ungrounded = window_texts(w, self.run.entities, self.config.rewrites, self.config.min_support,
+        drafts = []
+        for w, _ in windows:
+            texts, ungrounded = window_texts(w, self.entities, self.config.rewrites, self.config.min_support,
                                              self.config.seed, self.language)
-            results.append(WindowResult(w, accepted + refused,
-                                        [self.reject_record(c) for c in mine if c.reason] + ungrounded, texts,
-                                        sorted({f.start for f in facts[w.index]})))
-        return results
+            drafts.append(WindowDraft(w, facts[w.index], [c for c in candidates if c.fact.window.index == w.index],
+                                      texts, ungrounded))
+        if drafts:
+            drafts[0].generated_tokens = self.generator.generated_tokens - tokens_before
+        return drafts
 
     def write_questions(self, facts: list[Fact]) -> list[Candidate]:
         """Model candidates: each phrasing has its own started question, one greedy sample and the rest
@@ -193,6 +210,27 @@ class Pipeline:
             c.reply = reply.strip()
             if not filters.agrees(c.reply, c.fact.key):
                 c.reason = "roundtrip_disagrees"
+
+
+class Pipeline:
+    """The run-wide decisions on each drafted window, in window order: near-duplicates of questions kept
+    earlier, the refusal quota and the names it has used. Only the driver runs this; the run state it changes
+    is GenerateRun's."""
+
+    def __init__(self, run: GenerateRun):
+        self.run, self.config = run, run.config
+        self.language, self.tag = run.corpus.language, run.tag
+        self.system = run.manifest["system_prompt"]  # written once, by GenerateRun.new_manifest
+
+    def settle(self, draft: WindowDraft) -> WindowResult:
+        w = draft.window
+        accepted = self.accept(draft.facts, draft.candidates)
+        self.run.count(accepted)  # the refusal quota follows the answerable count so far
+        refused = self.refusals(w, accepted)
+        self.run.count(refused)
+        return WindowResult(w, accepted + refused,
+                            [self.reject_record(c) for c in draft.candidates if c.reason] + draft.ungrounded,
+                            draft.texts, sorted({f.start for f in draft.facts}))
 
     def accept(self, facts: list[Fact], candidates: list[Candidate]) -> list[dict]:
         records = []
@@ -272,17 +310,12 @@ def run(config, generator=None) -> int:
             raise UserError(f"{config.corpus} has no sentence that states a name, number or date to ask about "
                             f"({len(run_state.corpus.text.split())} words): give it a corpus of whole sentences")
         if todo:
-            from .backends import load_generator
-
-            generator = generator or load_generator(run_state.model.path, config.backend, config.quantization,
-                                                    config.batch_size, config.seed)
-            run_state.record_engine(generator.record)
-            pipeline = Pipeline(generator, run_state)
-            with run_state.progress(len(todo), generator) as advance:
-                for i in range(0, len(todo), config.windows_per_step):
-                    for result in pipeline.step(todo[i:i + config.windows_per_step]):
-                        run_state.commit(result)
-                        advance()
+            with drafts_of(config, run_state, todo, generator) as drafts:
+                pipeline = Pipeline(run_state)
+                with run_state.progress(len(todo)) as advance:
+                    for draft in drafts:
+                        run_state.commit(pipeline.settle(draft))
+                        advance(draft.generated_tokens)
         summary = run_state.finish(time.time() - started)
     print(format_summary(summary), file=sys.stderr)
     if summary["windows_done"] and not summary["answerable"]:
@@ -294,6 +327,27 @@ def run(config, generator=None) -> int:
         print("selfinstruct: warning: the model wrote no usable question; every pair comes from the sentence "
               f"templates (see {run_state.rejects_path} for what it wrote)", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def drafts_of(config, run_state: GenerateRun, todo: list[Window], generator=None):
+    """The drafted windows in window order: from Ray workers with --ray, else from one engine here,
+    `windows_per_step` windows a pass."""
+    if config.ray:
+        from .generate_ray import ray_drafts
+
+        with ray_drafts(config, run_state, todo) as drafts:
+            yield drafts
+        return
+    from .backends import load_generator
+
+    generator = generator or load_generator(run_state.model.path, config.backend, config.quantization,
+                                            config.batch_size, config.seed)
+    run_state.record_engine(generator.record)
+    writer = QuestionWriter(generator, config, run_state.corpus.language, run_state.entities)
+    step = config.windows_per_step
+    yield (draft for i in range(0, len(todo), step)
+           for draft in writer.draft([(w, run_state.seen_until(w)) for w in todo[i:i + step]]))
 
 
 def format_summary(s: dict) -> str:

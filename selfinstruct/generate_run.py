@@ -22,7 +22,8 @@ from .runs import append_jsonl, read_json, run_lock, write_json, write_text
 
 # Options that do not change which pairs come out, so a resume may change them. The corpus and the model are
 # compared by what they are (the file's hash, the resolved model folder), not by how they were spelled.
-FREE_OPTIONS = {"out", "max_windows", "overwrite", "batch_size", "windows_per_step", "corpus", "model"}
+FREE_OPTIONS = {"out", "max_windows", "overwrite", "batch_size", "windows_per_step", "corpus", "model", "ray",
+                "ray_workers", "ray_cpus", "ray_gpus"}
 
 
 class GenerateRun:
@@ -141,20 +142,22 @@ class GenerateRun:
         self.session.update(pairs=len(result.pairs), rejects=len(result.rejects))
 
     @contextmanager
-    def progress(self, total: int, generator):
-        """A bar over windows with pairs, rejects and tokens/s; yields the function that advances it."""
+    def progress(self, total: int):
+        """A bar over windows with pairs, rejects and tokens/s; yields the function that advances it by a
+        window and the engine tokens spent on it."""
         from tqdm import tqdm
 
-        started, tokens_before = time.time(), generator.generated_tokens
+        started, tokens = time.time(), 0
         with tqdm(total=total, unit="window", desc="generate", dynamic_ncols=True) as bar:
-            def advance():
-                rate = (generator.generated_tokens - tokens_before) / max(time.time() - started, 1e-9)
-                bar.set_postfix(pairs=self.session["pairs"], rejects=self.session["rejects"], tok_s=f"{rate:.0f}",
-                                refresh=False)
+            def advance(generated_tokens: int):
+                nonlocal tokens
+                tokens += generated_tokens
+                bar.set_postfix(pairs=self.session["pairs"], rejects=self.session["rejects"],
+                                tok_s=f"{tokens / max(time.time() - started, 1e-9):.0f}", refresh=False)
                 bar.update()
 
             yield advance
-        self.session["generated_tokens"] = generator.generated_tokens - tokens_before
+        self.session["generated_tokens"] = tokens
         self.session["generate_seconds"] = time.time() - started
 
     def finish(self, wall: float) -> dict:

@@ -115,18 +115,18 @@ def test_interrupted_run_continues_to_the_same_result(tmp_path, tiny_model, fake
     import selfinstruct.generate as gen
 
     calls = {"n": 0}
-    real_step = gen.Pipeline.step
+    real_draft = gen.QuestionWriter.draft
 
-    def flaky_step(self, windows):
+    def flaky_draft(self, windows):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_step(self, windows)
+        return real_draft(self, windows)
 
-    monkeypatch.setattr(gen.Pipeline, "step", flaky_step)
+    monkeypatch.setattr(gen.QuestionWriter, "draft", flaky_draft)
     assert generate(tmp_path, tiny_model, "--windows-per-step", "2", out="broken") == 130
     assert json.loads((tmp_path / "broken" / "manifest.json").read_text())["windows_done"] == [0, 1]
-    monkeypatch.setattr(gen.Pipeline, "step", real_step)
+    monkeypatch.setattr(gen.QuestionWriter, "draft", real_draft)
     assert generate(tmp_path, tiny_model, "--windows-per-step", "2", out="broken") == 0
     assert read(tmp_path / "broken" / "qa.jsonl") == read(tmp_path / "clean" / "qa.jsonl")
 
@@ -302,3 +302,10 @@ def test_a_restatement_the_support_filter_refuses_is_a_reject(monkeypatch):
                                            0, "en")
     assert [t["kind"] for t in texts] == ["window"]
     assert [r["reason"] for r in rejects] == ["rewrite_ungrounded"] and rejects[0]["support"] == 0.2
+
+
+def test_the_single_machine_path_never_imports_ray():
+    script = ("import sys; import selfinstruct.cli, selfinstruct.generate, selfinstruct.tune, selfinstruct.probe; "
+              "print('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=REPO).stdout.strip() == "False"
