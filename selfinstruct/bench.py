@@ -189,6 +189,13 @@ def bench_vllm(model: str, windows: int) -> dict:
     return out
 
 
+def publish(label: str, results: dict, path: Path) -> None:
+    """One line a result on stdout, and all of them in `path` (bench_serve, bench_ray)."""
+    for name, figures in results.items():
+        print(f"{label} {name}: {figures}", flush=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def report(label: str, figures: dict) -> None:
     for key, value in figures.items():
         if isinstance(value, int | float) and not isinstance(value, bool):

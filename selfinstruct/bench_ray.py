@@ -5,12 +5,12 @@ script on this machine. Prints windows/s of each, the ratio, and Ray's start-up 
 On a 2-core machine two workers share the cores that one worker's torch would otherwise use for itself, so
 expect a ratio near 1; the gain is on a cluster, where each worker brings its own cores or GPU."""
 
-import json
 import sys
 import time
 from pathlib import Path
 
 from . import generate
+from .bench import publish
 from .config import GenerateConfig
 from .runs import read_json
 
@@ -37,9 +37,7 @@ def main(argv: list[str]) -> int:
     results = {f"workers_{n}": one(n, windows, corpus) for n in (1, 2)}
     results["two_vs_one_workers"] = round(results["workers_2"]["windows_per_s"] /
                                           results["workers_1"]["windows_per_s"], 2)
-    for name, figures in results.items():
-        print(f"ray {name}: {figures}", flush=True)
-    (OUT / "ray.json").write_text(json.dumps(results, indent=2) + "\n")
+    publish("ray", results, OUT / "ray.json")
     return 0
 
 

@@ -12,6 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .bench import publish
+
 OUT = Path("outputs/bench")
 REQUESTS = 16  # per concurrency level: bounded in count, and each answer in tokens
 MAX_TOKENS = 32
@@ -60,9 +62,7 @@ def main(argv: list[str]) -> int:
         process.wait(timeout=60)
     results["batched_vs_sequential_throughput"] = round(
         results["concurrency_8"]["requests_per_second"] / results["concurrency_1"]["requests_per_second"], 2)
-    for name, figures in results.items():
-        print(f"serve {name}: {figures}", flush=True)
-    (OUT / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
+    publish("serve", results, OUT / "serve.json")
     return 0
 
 
