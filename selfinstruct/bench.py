@@ -52,6 +52,7 @@ def bench_pipeline(engine, corpus: Path, windows: int, out: Path) -> dict:
     exactly the prompts the pipeline sent: the difference is the pipeline's own cost."""
     from . import generate
     from .config import GenerateConfig, UserError
+    from .runs import Manifest
 
     recorder = Recorder(engine)
     config = GenerateConfig(corpus=str(corpus), out=str(out), max_windows=windows, overwrite=True)
@@ -62,7 +63,7 @@ def bench_pipeline(engine, corpus: Path, windows: int, out: Path) -> dict:
         pass  # windows that yield no pair are still a measurement of cost
     seconds = time.perf_counter() - start
     generated = engine.generated_tokens - tokens
-    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    summary = Manifest.read(out).summary
     start = time.perf_counter()
     for prompts, sampling in recorder.calls:
         engine.generate(prompts, sampling)

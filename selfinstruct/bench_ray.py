@@ -12,7 +12,7 @@ from pathlib import Path
 from . import generate
 from .bench import publish
 from .config import GenerateConfig
-from .runs import read_json
+from .runs import Manifest
 
 OUT = Path("outputs/bench")
 SAMPLE = Path(__file__).resolve().parents[1] / "corpora" / "harbour_of_velmoor.txt"
@@ -25,7 +25,7 @@ def one(workers: int, windows: int, corpus: Path) -> dict:
     started = time.perf_counter()
     generate.run(config)
     wall = time.perf_counter() - started
-    drafting = read_json(out / "manifest.json")["summary"]["this_run"]["generate_seconds"]
+    drafting = Manifest.read(out).summary["this_run"]["generate_seconds"]
     return {"workers": workers, "windows": windows, "wall_seconds": round(wall, 1),
             "startup_seconds": round(wall - drafting, 1), "windows_per_s": round(windows / drafting, 4)}
 

@@ -54,15 +54,15 @@ def write_rows(rows: list[dict], fmt: str, path: Path) -> None:
 
 def dataset_card(run_dir: Path, manifest: Manifest, pairs: list[dict], review: dict) -> str:
     """The card: a YAML header the hub reads (the license is the user's to set), then what the pairs are."""
-    data, summary = manifest.data, manifest.data.get("summary", {})
+    summary = manifest.summary
     refusals = sum(not p["answerable"] for p in pairs)
     size = next((label for limit, label in SIZES if len(pairs) < limit), "n>1M")
     rejects = summary.get("rejects_by_reason", {})
     reject_lines = "\n".join(f"| {reason} | {count} |"
                              for reason, count in sorted(rejects.items(), key=lambda kv: -kv[1]))
     origins = ", ".join(f"{k} {v}" for k, v in summary.get("origins", {}).items())
-    engines = ", ".join(f"{e.get('engine')} ({e.get('quantization', 'n/a')})" for e in data.get("engines", []))
-    corpus = data.get("corpus", {})
+    engines = ", ".join(f"{e.get('engine')} ({e.get('quantization', 'n/a')})" for e in manifest.engines)
+    corpus = manifest.corpus
     reviewed = (f"{review['accepted']} accepted, {review['edited']} edited and {review['rejected']} rejected "
                 f"(dropped) by a person in `selfinstruct review`; {review['unreviewed']} not reviewed"
                 if review["reviewed"] else "not reviewed by a person")
@@ -89,8 +89,8 @@ the source marker `{manifest.tag}`: {len(pairs) - refusals} answerable from the 
 
 - Corpus: `{Path(corpus.get('path', '?')).name}` ({corpus.get('characters', '?')} characters,
   {corpus.get('encoding', '?')}, sha256 `{corpus.get('sha256', '?')}`)
-- Question writer: `{data.get('model', {}).get('spec', '?')}` on {engines or 'n/a'}; prompt version
-  {data.get('prompt_version', '?')}, seed {data.get('seed', '?')}
+- Question writer: `{manifest.model_spec}` on {engines or 'n/a'}; prompt version
+  {manifest.prompt_version or '?'}, seed {manifest.seed}
 - Facts: {summary.get('facts_covered', '?')} of {summary.get('fact_candidates', '?')} fact sentences have an accepted
   pair ({summary.get('facts_per_1000_words', '?')} facts per 1,000 words)
 - Who wrote the kept questions: {origins or 'n/a'}

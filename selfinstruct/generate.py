@@ -220,7 +220,7 @@ class Pipeline:
     def __init__(self, run: GenerateRun):
         self.run, self.config = run, run.config
         self.language, self.tag = run.corpus.language, run.tag
-        self.system = run.manifest["system_prompt"]  # written once, by GenerateRun.new_manifest
+        self.system = run.manifest.system_prompt  # written once, by GenerateRun.new_manifest
 
     def settle(self, draft: WindowDraft) -> WindowResult:
         w = draft.window

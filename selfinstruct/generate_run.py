@@ -18,7 +18,7 @@ from .corpus import Window, read_corpus, source_tag, split_windows
 from .entities import corpus_entities
 from .filters import NearDuplicates
 from .models import load_tokenizer, resolve_model
-from .runs import append_jsonl, read_json, run_lock, write_json, write_text
+from .runs import Manifest, append_jsonl, run_lock, write_text
 
 # Options that do not change which pairs come out, so a resume may change them. The corpus and the model are
 # compared by what they are (the file's hash, the resolved model folder), not by how they were spelled.
@@ -51,24 +51,20 @@ class GenerateRun:
         if self.config.overwrite:
             self.clear()
         elif self.manifest_path.exists():
-            changed = self.changes_against(read_json(self.manifest_path))
+            changed = self.changes_against(Manifest.read(self.dir))
             if changed:
                 raise UserError(f"{self.dir} holds a run with another {', '.join(changed)}; "
                                 "pass --overwrite to replace it, or --out for a new folder")
         self.windows = split_windows(self.corpus, load_tokenizer(self.model.path), self.config.window_tokens,
                                      self.config.window_overlap)
-        self.manifest = read_json(self.manifest_path) if self.manifest_path.exists() else self.new_manifest()
-        # A manifest from before the prompt was recorded gets it now: every stage reads it from here.
-        self.manifest.setdefault("system_prompt", prompts.system_prompt(self.tag, self.corpus.language))
-        self.done = set(self.manifest["windows_done"])
+        self.manifest = Manifest.read(self.dir) if self.manifest_path.exists() else self.new_manifest()
+        self.done = set(self.manifest.windows_done)
         self.resume()
 
-    def changes_against(self, old: dict) -> list[str]:
-        changed = ["corpus"] if old.get("corpus", {}).get("sha256") != self.corpus.sha256 else []
-        changed += ["model"] if old.get("model", {}).get("path") != str(self.model.path) else []
-        old_options = old.get("options", {})
-        changed += [k for k in self.options if old_options.get(k) != self.options[k]]
-        return changed
+    def changes_against(self, old: Manifest) -> list[str]:
+        changed = ["corpus"] if old.corpus_sha256 != self.corpus.sha256 else []
+        changed += ["model"] if old.model.get("path") != str(self.model.path) else []
+        return changed + [k for k in self.options if old.options.get(k) != self.options[k]]
 
     def clear(self) -> None:
         for name in ("qa.jsonl", "rejects.jsonl", "texts.jsonl", "manifest.json"):
@@ -76,18 +72,19 @@ class GenerateRun:
         for name in ("adapter", "merged", "probe"):  # trained on or probing the data being replaced
             shutil.rmtree(self.dir / name, ignore_errors=True)
 
-    def new_manifest(self) -> dict:
+    def new_manifest(self) -> Manifest:
         c = self.corpus
-        return {"selfinstruct": __version__, "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "corpus": {"path": str(c.path.resolve()), "sha256": c.sha256, "encoding": c.encoding,
-                           "language": c.language, "characters": len(c.text)},
-                "source_tag": self.tag, "system_prompt": prompts.system_prompt(self.tag, c.language),
-                "model": {"spec": self.model.spec, "path": str(self.model.path), "origin": self.model.origin},
-                "prompt_version": prompts.PROMPT_VERSION, "seed": self.config.seed, "options": self.options,
-                "sampling": {"first_candidate": "greedy", "others": {"temperature": self.config.temperature,
-                                                                      "top_p": self.config.top_p},
-                             "max_new_tokens": self.config.max_new_tokens},
-                "windows_total": len(self.windows), "windows_done": [], "engines": []}
+        return Manifest(
+            source_tag=self.tag, system_prompt=prompts.system_prompt(self.tag, c.language),
+            corpus={"path": str(c.path.resolve()), "sha256": c.sha256, "encoding": c.encoding,
+                    "language": c.language, "characters": len(c.text)},
+            model={"spec": self.model.spec, "path": str(self.model.path), "origin": self.model.origin},
+            selfinstruct=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            prompt_version=prompts.PROMPT_VERSION, seed=self.config.seed, options=self.options,
+            sampling={"first_candidate": "greedy", "others": {"temperature": self.config.temperature,
+                                                               "top_p": self.config.top_p},
+                      "max_new_tokens": self.config.max_new_tokens},
+            windows_total=len(self.windows))
 
     def resume(self) -> None:
         """Keep the records of finished windows (dropping a torn last line, or the pairs of a window that was
@@ -127,18 +124,18 @@ class GenerateRun:
         return self.windows[window.index - 1].end if window.index > 0 else 0
 
     def record_engine(self, record: dict) -> None:
-        if record not in self.manifest["engines"]:
-            self.manifest["engines"].append(record)
-        write_json(self.manifest_path, self.manifest)
+        if record not in self.manifest.engines:
+            self.manifest.engines.append(record)
+        self.manifest.write(self.dir)
 
     def commit(self, result) -> None:
         append_jsonl(self.qa_path, result.pairs)
         append_jsonl(self.rejects_path, result.rejects)
         append_jsonl(self.texts_path, result.texts)
         self.done.add(result.window.index)
-        self.manifest["windows_done"] = sorted(self.done)
-        self.manifest.setdefault("fact_sentences", {})[str(result.window.index)] = result.fact_sentences
-        write_json(self.manifest_path, self.manifest)  # the commit point of this window
+        self.manifest.windows_done = sorted(self.done)
+        self.manifest.fact_sentences[str(result.window.index)] = result.fact_sentences
+        self.manifest.write(self.dir)  # the commit point of this window
         self.session.update(pairs=len(result.pairs), rejects=len(result.rejects))
 
     @contextmanager
@@ -178,16 +175,16 @@ class GenerateRun:
                                 "tokens_per_second": self.session["generated_tokens"] / seconds if seconds else None}}
         # A run with no pair is kept for its rejects but is never the "latest run" that tune and probe pick.
         finished = "complete" if len(self.done) == len(self.windows) else "partial"
-        self.manifest["status"] = finished if summary["pairs"] else "empty"
-        self.manifest["summary"] = summary
-        write_json(self.manifest_path, self.manifest)
+        self.manifest.status = finished if summary["pairs"] else "empty"
+        self.manifest.summary = summary
+        self.manifest.write(self.dir)
         return summary
 
 
     def fact_coverage(self) -> dict:
         """Fact candidates are the sentences that state a name, number, date or definition; a fact is covered
         once one of its questions was accepted. Per 1,000 words says how densely the corpus was asked about."""
-        found = {s for w, starts in self.manifest.get("fact_sentences", {}).items() if int(w) in self.done
+        found = {s for w, starts in self.manifest.fact_sentences.items() if int(w) in self.done
                  for s in starts}
         # Chinese has no spaces: about 1.5 characters make a word.
         words = len(self.corpus.text.split()) if self.corpus.language == "en" else len(self.corpus.text) / 1.5

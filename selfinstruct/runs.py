@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import jsonlines
@@ -21,18 +21,48 @@ from .config import UserError
 OUTPUTS = Path("outputs")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Manifest:
-    """manifest.json as every stage after generate reads it (generate_run writes it): the source tag, the
-    closed-book system prompt and the language come from here and are never worked out again elsewhere."""
+    """manifest.json, the one record of a run: generate (GenerateRun) builds and updates it, every stage reads
+    it through here. The source tag, the closed-book system prompt and the language come from it and are never
+    worked out again elsewhere."""
 
-    tag: str
-    system_prompt: str
-    language: str
-    model_spec: str
-    corpus_path: str | None = None
-    corpus_sha256: str | None = None
-    data: dict = field(default_factory=dict, compare=False, repr=False)  # the whole file, for reports
+    source_tag: str
+    model: dict  # spec (as asked for), path (as resolved), origin
+    system_prompt: str = ""
+    corpus: dict = field(default_factory=dict)  # path, sha256, encoding, language, characters
+    status: str = "running"  # running | complete | partial | empty (an empty run is never the latest)
+    selfinstruct: str = ""
+    created: str = ""
+    prompt_version: int | str | None = None
+    seed: int = 0
+    options: dict = field(default_factory=dict)  # generate's options that decide which pairs come out
+    sampling: dict = field(default_factory=dict)
+    windows_total: int = 0
+    windows_done: list[int] = field(default_factory=list)
+    engines: list[dict] = field(default_factory=list)
+    fact_sentences: dict[str, list[int]] = field(default_factory=dict)  # window -> offsets of its fact sentences
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return self.source_tag
+
+    @property
+    def language(self) -> str:
+        return self.corpus.get("language", "en")
+
+    @property
+    def model_spec(self) -> str:
+        return self.model["spec"]
+
+    @property
+    def corpus_path(self) -> str | None:
+        return self.corpus.get("path")
+
+    @property
+    def corpus_sha256(self) -> str | None:
+        return self.corpus.get("sha256")
 
     @classmethod
     def read(cls, run_dir: Path) -> Manifest:
@@ -40,15 +70,17 @@ class Manifest:
 
         path = run_dir / "manifest.json"
         data = read_json(path)
-        try:
-            tag, spec = data["source_tag"], data["model"]["spec"]
-        except (KeyError, TypeError):
-            raise UserError(f"{path} has no source_tag or model: not a manifest generate wrote") from None
-        corpus = data.get("corpus") or {}
-        language = corpus.get("language", "en")
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or "spec" not in data["model"] \
+                or not data.get("source_tag"):
+            raise UserError(f"{path} has no source_tag or model: not a manifest generate wrote")
+        known = {f.name for f in fields(cls)}
+        manifest = cls(**{k: v for k, v in data.items() if k in known and v is not None})
         # A manifest from before generate recorded the prompt: the one generate builds for this tag.
-        return cls(tag, data.get("system_prompt") or system_prompt(tag, language), language, spec,
-                   corpus.get("path"), corpus.get("sha256"), data)
+        manifest.system_prompt = manifest.system_prompt or system_prompt(manifest.tag, manifest.language)
+        return manifest
+
+    def write(self, run_dir: Path) -> None:
+        write_json(run_dir / "manifest.json", asdict(self))
 
 
 @contextmanager

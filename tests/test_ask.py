@@ -59,7 +59,7 @@ def test_a_question_under_the_threshold_gets_the_refusal(tiny_model, monkeypatch
     generator = FakeGenerator(lambda prompt: "Ilka Tamsell.", load_tokenizer(tiny_model))
     generator.model = object()  # the gate reads logits: only a transformers engine has a model
     monkeypatch.setattr(gate_module, "signal_scores", lambda *a, **k: {"margin": [0.4, -3.0]})
-    manifest = Manifest("Source:0001REF", "Answer.", "en", "default")
+    manifest = Manifest("Source:0001REF", {"spec": "default"}, "Answer.", {"language": "en"})
     gate = {"signal": "margin", "threshold": -1.0}
     rows = answer_questions(generator, ["Who built the lantern?", "Who is Pex Faendhart?"], manifest, gate)
     assert [r["gated"] for r in rows] == [False, True] and [r["refused"] for r in rows] == [False, True]

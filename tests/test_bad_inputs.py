@@ -40,7 +40,8 @@ def half_run(tmp_path, model):
 def foreign_run(tmp_path, model):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "manifest.json").write_text(json.dumps({"corpus": {"sha256": "0" * 64}, "model": {}, "options": {}}))
+    (run / "manifest.json").write_text(json.dumps({"source_tag": "Source:0000REF", "corpus": {"sha256": "0" * 64},
+                                                   "model": {"spec": "other", "path": "/other"}, "options": {}}))
     (run / "qa.jsonl").write_text('{"id": "theirs"}\n')
     return generate(tmp_path, model, str(SAMPLE_EN))
 

@@ -67,7 +67,7 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
                for i, (q, k) in enumerate(facts)]
     model, _ = load_model(tiny_model, "none")
     model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
-    manifest = Manifest(tag, system, "en", "default")
+    manifest = Manifest(tag, {"spec": "default"}, system, {"language": "en"})
     seen = {}
     real_calibrate = gate_module.calibrate
 
