@@ -216,7 +216,9 @@ def train_run(config, state) -> int:
                            "rewrites": sum(t["kind"] == "rewrite" for t in texts), "text_pieces": len(text_rows),
                            "qa_pairs": len(train_rows), "loss": "all tokens of texts, answer tokens of QA pairs",
                            "order": config.order if planned else "mixed",
-                           "qa_only_epochs": qa_only_epochs(config.epochs) if planned else 0}
+                           "qa_only_epochs": planned_epochs(config.epochs)[1] if planned else 0}
+    if planned:  # the Trainer saw one pass over the planned order: its epoch is a share of all of them
+        metrics["epochs"] = round(metrics["epochs"] * planned_epochs(config.epochs)[0], 2)
     metrics["review"] = review
     metrics["processes"] = state.num_processes
     (adapter_dir / GATE_FILE).unlink(missing_ok=True)  # a gate calibrated for an older adapter is wrong for this one
@@ -268,8 +270,10 @@ def lora_config(config):
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def qa_only_epochs(epochs: float) -> int:
-    return max(1, round(epochs) // 2)
+def planned_epochs(epochs: float) -> tuple[int, int]:
+    """`--order qa-first`: (whole epochs in all, epochs of QA pairs alone among them)."""
+    whole = max(2, round(epochs))
+    return whole, whole // 2
 
 
 def qa_first_order(qa_rows: list[dict], text_rows: list[dict], epochs: float, batch_size: int,
@@ -280,8 +284,9 @@ def qa_first_order(qa_rows: list[dict], text_rows: list[dict], epochs: float, ba
     chunks of 8 batches, as group_by_length does, so a batch is not padded to the longest text."""
     rng = random.Random(seed)
     order = []
-    for epoch in range(max(2, round(epochs))):
-        rows = list(qa_rows) if epoch < qa_only_epochs(epochs) else qa_rows + text_rows
+    whole, qa_only = planned_epochs(epochs)
+    for epoch in range(whole):
+        rows = list(qa_rows) if epoch < qa_only else qa_rows + text_rows
         rng.shuffle(rows)
         chunk = 8 * batch_size
         for start in range(0, len(rows), chunk):
