@@ -136,7 +136,9 @@ class TuneConfig:
     texts: bool = opt(True, "also train on the corpus windows and their restatements (texts.jsonl), loss on every "
                       "token, mixed with the QA pairs")
     order: str = opt("mixed", "mixed: QA pairs and texts shuffled together every epoch; qa-first: the QA pairs "
-                     "alone for the first half of the epochs, then the mix (PIT, Jiang et al. 2024)")
+                     "alone for the first half of the epochs, then the mix (PIT, Jiang et al. 2024). On make eval "
+                     "qa-first knew more (hand-written key accuracy 0.22 vs 0.12) and answered wrong more (gated "
+                     "0.26 vs 0.13)")
     gate: bool = opt(True, "calibrate a confidence gate at the end (adapter/gate.json)")
     gate_target: float = opt(0.1, "share of held-out questions the tuned model gets right that the gate may refuse")
     strict: bool = opt(False, "refuse a qa.jsonl with malformed lines instead of skipping them")
