@@ -192,9 +192,11 @@ def bench_vllm(model: str, windows: int) -> dict:
 
 def publish(label: str, results: dict, path: Path) -> None:
     """One line a result on stdout, and all of them in `path` (bench_serve, bench_ray)."""
+    from .runs import write_json
+
     for name, figures in results.items():
         print(f"{label} {name}: {figures}", flush=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(path, results)
 
 
 def report(label: str, figures: dict) -> None:

@@ -2,8 +2,9 @@
 (one CPU each, the embedded model on the transformers engine, one window per engine step), measured in this
 script on this machine. Prints windows/s of each, the ratio, and Ray's start-up (local instance and engines).
 
-On a 2-core machine two workers share the cores that one worker's torch would otherwise use for itself, so
-expect a ratio near 1; the gain is on a cluster, where each worker brings its own cores or GPU."""
+One worker holds one CPU, so on a 2-core machine two workers use the whole machine, as a one-process generate
+already does through torch threads: the ratio shows Ray's scaling, not a gain over one process here. The gain
+is on a cluster, where each worker brings its own cores or GPU."""
 
 import sys
 import time

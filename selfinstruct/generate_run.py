@@ -50,14 +50,14 @@ class GenerateRun:
     def open(self) -> None:
         if self.config.overwrite:
             self.clear()
-        elif self.manifest_path.exists():
-            changed = self.changes_against(Manifest.read(self.dir))
-            if changed:
-                raise UserError(f"{self.dir} holds a run with another {', '.join(changed)}; "
-                                "pass --overwrite to replace it, or --out for a new folder")
+        existing = Manifest.read(self.dir) if self.manifest_path.exists() else None
+        changed = self.changes_against(existing) if existing else []
+        if changed:
+            raise UserError(f"{self.dir} holds a run with another {', '.join(changed)}; "
+                            "pass --overwrite to replace it, or --out for a new folder")
         self.windows = split_windows(self.corpus, load_tokenizer(self.model.path), self.config.window_tokens,
                                      self.config.window_overlap)
-        self.manifest = Manifest.read(self.dir) if self.manifest_path.exists() else self.new_manifest()
+        self.manifest = existing or self.new_manifest()
         self.done = set(self.manifest.windows_done)
         self.resume()
 
