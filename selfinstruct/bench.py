@@ -2,6 +2,8 @@
 the same script on the same machine, model and corpus. BENCH_QUICK=1 for a short pass (fewer windows and
 steps, no vLLM start-up and no scale test). The generate half is here; tune, load and probe in bench_tune.py.
 BENCH_LARGE_CORPUS names the corpus of the scale test (default: the surgery manual under ../shared).
+`python -m selfinstruct.bench generate` runs the generate half alone (outputs/bench/bench-generate.json),
+each pipeline run with its breakdown: where the seconds went.
 
 Training runs and model loads each go in a fresh process, so every peak RSS is that configuration's own."""
 
@@ -29,7 +31,7 @@ def log(name: str, value, unit: str = "") -> None:
 
 
 class Recorder:
-    """Wraps an engine, remembering every call, so the same prompts can be replayed raw."""
+    """Wraps an engine, timing every call in place under the name of the pipeline step that made it."""
 
     def __init__(self, engine):
         self.engine, self.calls = engine, []
@@ -40,40 +42,71 @@ class Recorder:
         return self.engine.generated_tokens
 
     def generate(self, prompts, sampling):
-        self.calls.append((prompts, sampling))
-        return self.engine.generate(prompts, sampling)
+        step = sys._getframe(1).f_code.co_name  # generate_and_parse (questions) or roundtrip
+        start = time.perf_counter()
+        texts = self.engine.generate(prompts, sampling)
+        self.calls.append({"step": step, "prompts": prompts, "seconds": time.perf_counter() - start})
+        return texts
 
     def base_only(self):
         return self.engine.base_only()
 
 
-def bench_pipeline(engine, corpus: Path, windows: int, out: Path) -> dict:
-    """selfinstruct generate on `windows` windows with an already started engine, then the engine alone on
-    exactly the prompts the pipeline sent: the difference is the pipeline's own cost."""
+# Where a generate run spends its time: the engine's calls by the step that made them (timed in place: a
+# replay of the same prompts would find vLLM's prefix cache warm), and the pipeline's own stages as cProfile
+# sees them. Stage -> (module, function) whose cumulative time it is.
+STAGES = {"open (corpus, windows, entities, resume)": ("generate_run.py", "open"),
+          "draft without the engine (facts, templates, filters, restatements)": ("generate.py", "draft"),
+          "settle (near-duplicates, refusals, absence checks)": ("generate.py", "settle"),
+          "commit (run-folder writes)": ("generate_run.py", "commit"),
+          "finish (summary, manifest)": ("generate_run.py", "finish"),
+          "tokenisation (prompts in, texts out)": ("~", "<method 'encode_batch' of 'tokenizers.Tokenizer' objects>")}
+
+
+def bench_pipeline(engine, corpus: Path, windows: int, out: Path, model: str = "default") -> dict:
+    """selfinstruct generate on `windows` windows with an already started engine, and where its time went."""
+    import cProfile
+    import pstats
+
     from . import generate
     from .config import GenerateConfig, UserError
     from .runs import Manifest
 
     recorder = Recorder(engine)
-    config = GenerateConfig(corpus=str(corpus), out=str(out), max_windows=windows, overwrite=True)
-    tokens, start = engine.generated_tokens, time.perf_counter()
+    config = GenerateConfig(corpus=str(corpus), out=str(out), model=model, max_windows=windows, overwrite=True)
+    tokens, start, profile = engine.generated_tokens, time.perf_counter(), cProfile.Profile()
     try:
-        generate.run(config, generator=recorder)
+        profile.runcall(generate.run, config, generator=recorder)
     except UserError:
         pass  # windows that yield no pair are still a measurement of cost
     seconds = time.perf_counter() - start
     generated = engine.generated_tokens - tokens
     summary = Manifest.read(out).summary
-    start = time.perf_counter()
-    for prompts, sampling in recorder.calls:
-        engine.generate(prompts, sampling)
-    raw = time.perf_counter() - start
+    engine_seconds = sum(call["seconds"] for call in recorder.calls)
     return {"windows": windows, "seconds": seconds, "windows_per_s": windows / seconds,
             "pairs": summary["pairs"], "pairs_per_min": 60 * summary["pairs"] / seconds,
-            "tokens_per_s": generated / seconds, "raw_engine_seconds": raw, "overhead": 1 - raw / seconds,
-            "processed_tokens_per_s": (sum(count_tokens(engine.tokenizer, p) for p, _ in recorder.calls)
+            "tokens_per_s": generated / seconds, "engine_seconds": engine_seconds,
+            "overhead": 1 - engine_seconds / seconds,
+            "processed_tokens_per_s": (sum(count_tokens(engine.tokenizer, c["prompts"]) for c in recorder.calls)
                                        + generated) / seconds,
-            "calls": len(recorder.calls), "prompts": sum(len(p) for p, _ in recorder.calls)}
+            "calls": len(recorder.calls), "prompts": sum(len(c["prompts"]) for c in recorder.calls),
+            "breakdown": breakdown(recorder.calls, pstats.Stats(profile), seconds, engine_seconds)}
+
+
+def breakdown(calls: list[dict], stats, seconds: float, engine_seconds: float) -> dict:
+    """Seconds per stage of one run: the engine by calling step, then the pipeline's stages (cProfile's
+    cumulative time, the engine's share taken out of the stage that called it)."""
+    out = {}
+    for call in calls:
+        name = "engine: " + {"generate_and_parse": "writing questions", "roundtrip": "round trip"}.get(
+            call["step"], call["step"])
+        out[name] = out.get(name, 0.0) + call["seconds"]
+    cumulative = {(Path(file).name, function): row[3] for (file, _, function), row in stats.stats.items()}
+    for stage, key in STAGES.items():
+        out[stage] = cumulative.get(key, 0.0)
+    out["draft without the engine (facts, templates, filters, restatements)"] -= engine_seconds
+    out["other (engine start-up not included)"] = seconds - sum(v for k, v in out.items() if "tokenisation" not in k)
+    return out
 
 
 def bench_naive(model_path: Path, corpus: Path, windows: int) -> dict:
@@ -133,12 +166,14 @@ def _child(results, function, args) -> None:
         results.put((False, traceback.format_exc()))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`python -m selfinstruct.bench [generate]`: everything, or only the generate half (naive, transformers,
+    vLLM and the scale test), which is what most pipeline changes need re-measured."""
     from .backends import vllm_available
     from .backends.hf import HFGenerator
-    from .bench_tune import bench_probe, load_in_child, train_in_child
     from .models import resolve_model
 
+    only_generate = (argv if argv is not None else sys.argv[1:]) == ["generate"]
     OUT.mkdir(parents=True, exist_ok=True)
     model = resolve_model("default").path
     windows, steps = (1, 2) if QUICK else (8, 16)
@@ -150,20 +185,16 @@ def main() -> int:
     report("selfinstruct transformers", results["transformers"])
     if vllm_available() and not QUICK:  # in a child process: its engine's workers must be gone before training is timed
         results.update(in_child(bench_vllm, str(model), windows))
+    if not only_generate:
+        from .bench_tune import bench_tune_load_probe
 
-    run_dir = str(OUT / "gen-transformers")
-    for kind in ("trl-defaults", "selfinstruct", "selfinstruct-fp32"):
-        adapter = str(OUT / "adapter") if kind == "selfinstruct" else None
-        results[f"tune_{kind}"] = in_child(train_in_child, kind, str(model), run_dir, steps, adapter)
-        report(f"tune {kind}", results[f"tune_{kind}"])
-    for how in ("nf4", "bf16", "fp32"):
-        results[f"load_{how}"] = in_child(load_in_child, str(model), how)
-        report(f"load {how}", results[f"load_{how}"])
-    results["probe"] = bench_probe(model, OUT / "adapter", OUT / "gen-transformers", 8 if QUICK else 24)
-    report("probe tuned", results["probe"])
+        bench_tune_load_probe(results, model, steps)
     results["ratios"] = ratios(results)
-    (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    chart(results, OUT / "bench.png")
+    (OUT / ("bench-generate.json" if only_generate else "bench.json")).write_text(json.dumps(results, indent=2) + "\n")
+    if not only_generate:
+        from .bench_tune import chart
+
+        chart(results, OUT / "bench.png")
     for name, value in results["ratios"].items():
         shown = "n/a (the baseline produced none)" if value is None else f"{value:.2f}"
         print(f"{name}: {shown}{'x' if 'speedup' in name and value is not None else ''}")
@@ -201,7 +232,9 @@ def publish(label: str, results: dict, path: Path) -> None:
 
 def report(label: str, figures: dict) -> None:
     for key, value in figures.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, dict):
+            report(f"{label} {key}", value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
             log(f"{label} {key}", value)
 
 
@@ -211,7 +244,6 @@ def _ratio(a: float, b: float) -> float | None:
 
 def ratios(r: dict) -> dict:
     best, naive = r.get("vllm", r["transformers"]), r["naive"]
-    ours, trl, fp32 = r["tune_selfinstruct"], r["tune_trl-defaults"], r["tune_selfinstruct-fp32"]
     # Speed is generated tokens/s on the same model and corpus. Usable pairs per minute are reported too, but
     # the naive way got no parseable pair out of the embedded model, so that ratio is often undefined.
     out = {"generate_speedup_vs_naive": _ratio(best["tokens_per_s"], naive["tokens_per_s"]),
@@ -220,12 +252,14 @@ def ratios(r: dict) -> dict:
                                                                naive["processed_tokens_per_s"]),
            "generate_windows_speedup_vs_naive": _ratio(best["windows_per_s"], naive["windows_per_s"]),
            "generate_pairs_per_min_ratio_vs_naive": _ratio(best["pairs_per_min"], naive["pairs_per_min"]),
-           "pipeline_overhead_share": best["overhead"],
-           "tune_speedup_vs_trl_defaults": _ratio(ours["tokens_per_s"], trl["tokens_per_s"]),
-           "tune_peak_rss_ratio_vs_trl_defaults": _ratio(ours["peak_rss_mb"], trl["peak_rss_mb"]),
-           "tune_peak_rss_ratio_vs_fp32": _ratio(ours["peak_rss_mb"], fp32["peak_rss_mb"]),
-           "weights_nf4_vs_fp32": _ratio(r["load_nf4"]["weights_mb"], r["load_fp32"]["weights_mb"]),
-           "weights_nf4_vs_bf16": _ratio(r["load_nf4"]["weights_mb"], r["load_bf16"]["weights_mb"])}
+           "pipeline_overhead_share": best["overhead"]}
+    if "tune_selfinstruct" in r:  # not with `bench generate`
+        ours, trl, fp32 = r["tune_selfinstruct"], r["tune_trl-defaults"], r["tune_selfinstruct-fp32"]
+        out.update({"tune_speedup_vs_trl_defaults": _ratio(ours["tokens_per_s"], trl["tokens_per_s"]),
+                    "tune_peak_rss_ratio_vs_trl_defaults": _ratio(ours["peak_rss_mb"], trl["peak_rss_mb"]),
+                    "tune_peak_rss_ratio_vs_fp32": _ratio(ours["peak_rss_mb"], fp32["peak_rss_mb"]),
+                    "weights_nf4_vs_fp32": _ratio(r["load_nf4"]["weights_mb"], r["load_fp32"]["weights_mb"]),
+                    "weights_nf4_vs_bf16": _ratio(r["load_nf4"]["weights_mb"], r["load_bf16"]["weights_mb"])})
     if "scale" in r:
         small, large = (r["scale"][k] for k in list(r["scale"])[1:])
         out["scale_seconds_per_window_ratio_large_vs_small"] = (large["seconds"] / large["windows"]) / (
@@ -243,38 +277,6 @@ def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "avx512_bf16": cpu_has_bf16(), "python": sys.version.split()[0]}
-
-
-def chart(r: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
-    engines = [k for k in ("naive", "transformers", "vllm") if k in r]
-    bars = left.bar(engines, [r[k]["pairs_per_min"] for k in engines], color=["#9aa5b1", "#6c8ebf", "#2f6fb0"])
-    left.bar_label(bars, fmt="%.1f")
-    left.set_title("generate: QA pairs per minute")
-    kinds = ["trl-defaults", "selfinstruct", "selfinstruct-fp32"]
-    speed = [r[f"tune_{k}"]["tokens_per_s"] for k in kinds]
-    rss = [r[f"tune_{k}"]["peak_rss_mb"] / 1024 for k in kinds]
-    xs = range(len(kinds))
-    b1 = right.bar([x - 0.2 for x in xs], speed, 0.4, label="tokens/s", color="#2f6fb0")
-    twin = right.twinx()
-    b2 = twin.bar([x + 0.2 for x in xs], rss, 0.4, label="peak RSS (GiB)", color="#e3a33b")
-    right.bar_label(b1, fmt="%.0f")
-    twin.bar_label(b2, fmt="%.1f")
-    right.set_xticks(list(xs), ["trl defaults", "selfinstruct NF4", "fp32 LoRA"])
-    right.set_ylim(0, max(speed) * 1.25)
-    twin.set_ylim(0, max(rss) * 1.25)
-    right.set_title("tune: train tokens/s and peak RSS")
-    right.legend(handles=[b1, b2], frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
-    for ax in (left, right, twin):
-        ax.spines[["top"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -87,3 +87,50 @@ def bench_probe(model_path: Path, adapter: Path, run_dir: Path, n: int) -> dict:
     seconds = time.perf_counter() - start
     [judge(p, a) for p, a in zip(probes, answers, strict=True)]
     return {"probes": len(probes), "seconds": seconds, "probes_per_s": len(probes) / seconds}
+
+
+def bench_tune_load_probe(results: dict, model: Path, steps: int) -> None:
+    from .bench import OUT, QUICK, in_child, report
+
+    run_dir = str(OUT / "gen-transformers")
+    for kind in ("trl-defaults", "selfinstruct", "selfinstruct-fp32"):
+        adapter = str(OUT / "adapter") if kind == "selfinstruct" else None
+        results[f"tune_{kind}"] = in_child(train_in_child, kind, str(model), run_dir, steps, adapter)
+        report(f"tune {kind}", results[f"tune_{kind}"])
+    for how in ("nf4", "bf16", "fp32"):
+        results[f"load_{how}"] = in_child(load_in_child, str(model), how)
+        report(f"load {how}", results[f"load_{how}"])
+    results["probe"] = bench_probe(model, OUT / "adapter", OUT / "gen-transformers", 8 if QUICK else 24)
+    report("probe tuned", results["probe"])
+
+
+def chart(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    engines = [k for k in ("naive", "transformers", "vllm") if k in r]
+    bars = left.bar(engines, [r[k]["pairs_per_min"] for k in engines], color=["#9aa5b1", "#6c8ebf", "#2f6fb0"])
+    left.bar_label(bars, fmt="%.1f")
+    left.set_title("generate: QA pairs per minute")
+    kinds = ["trl-defaults", "selfinstruct", "selfinstruct-fp32"]
+    speed = [r[f"tune_{k}"]["tokens_per_s"] for k in kinds]
+    rss = [r[f"tune_{k}"]["peak_rss_mb"] / 1024 for k in kinds]
+    xs = range(len(kinds))
+    b1 = right.bar([x - 0.2 for x in xs], speed, 0.4, label="tokens/s", color="#2f6fb0")
+    twin = right.twinx()
+    b2 = twin.bar([x + 0.2 for x in xs], rss, 0.4, label="peak RSS (GiB)", color="#e3a33b")
+    right.bar_label(b1, fmt="%.0f")
+    twin.bar_label(b2, fmt="%.1f")
+    right.set_xticks(list(xs), ["trl defaults", "selfinstruct NF4", "fp32 LoRA"])
+    right.set_ylim(0, max(speed) * 1.25)
+    twin.set_ylim(0, max(rss) * 1.25)
+    right.set_title("tune: train tokens/s and peak RSS")
+    right.legend(handles=[b1, b2], frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    for ax in (left, right, twin):
+        ax.spines[["top"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
