@@ -186,12 +186,21 @@ class GenerateRun:
         once one of its questions was accepted. Per 1,000 words says how densely the corpus was asked about."""
         found = {s for w, starts in self.manifest.fact_sentences.items() if int(w) in self.done
                  for s in starts}
-        # Chinese has no spaces: about 1.5 characters make a word.
-        words = len(self.corpus.text.split()) if self.corpus.language == "en" else len(self.corpus.text) / 1.5
+        text = self.text_done()
+        words = len(text.split()) if self.corpus.language == "en" else len(text) / 1.5  # zh: ~1.5 characters a word
         covered = len(found & self.sentences_covered)
         return {"fact_candidates": len(found), "facts_covered": covered,
                 "fact_coverage": round(covered / len(found), 4) if found else None,
                 "facts_per_1000_words": round(1000 * len(found) / max(words, 1), 1)}
+
+    def text_done(self) -> str:
+        """The corpus text the finished windows cover, overlaps counted once (a --max-windows run asked about
+        only that much)."""
+        pieces, until = [], 0
+        for w in sorted((self.windows[i] for i in self.done), key=lambda w: w.start):
+            pieces.append(self.corpus.text[max(w.start, until):w.end])
+            until = max(until, w.end)
+        return "".join(pieces)
 
 
 def _window_of(line: str) -> int | None:

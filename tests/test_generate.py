@@ -59,6 +59,17 @@ def test_pairs_have_the_schema_markers_and_llama2_text(tmp_path, tiny_model, fak
     assert manifest["engines"][0]["engine"] == "fake"
 
 
+def test_fact_coverage_counts_only_the_windows_done(tmp_path, tiny_model, fake_engine):
+    assert generate(tmp_path, tiny_model) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    summary, fact_sentences = manifest["summary"], manifest["fact_sentences"]
+    assert summary["fact_candidates"] == sum(len(fact_sentences[str(w)]) for w in range(6))
+    assert 0 < summary["facts_covered"] <= summary["fact_candidates"]
+    asked_about = [json.loads(line)["end"] for line in (tmp_path / "run" / "qa.jsonl").read_text().splitlines()]
+    words = len(SAMPLE_EN.read_text(encoding="utf-8")[:max(asked_about)].split())  # six windows from the start
+    assert summary["facts_per_1000_words"] == pytest.approx(1000 * summary["fact_candidates"] / words, rel=0.05)
+
+
 def test_pairs_load_with_datasets(tmp_path, tiny_model, fake_engine):
     from datasets import load_dataset
 
