@@ -79,3 +79,23 @@ def test_guard_undoes_the_cpu_repacking_of_nf4_weights(tiny_model):
     assert [tuple(layer.weight.shape) for layer in layers] == shapes
     assert not any(getattr(layer.weight.quant_state, "packing_format_for_cpu", False) for layer in layers)
     assert not any(layer.support_avx512bf16_for_cpu for layer in layers)
+
+
+def test_guard_restores_weights_that_were_repacked(tiny_model):
+    """Forces the repack bitsandbytes does on AVX-512 bf16 CPUs (on any CPU: it is a pure torch reshuffle), so
+    the guard is checked here too: afterwards the layer holds the layout and the values it trained with."""
+    import torch
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu, dequantize_4bit
+
+    model, _ = load_model(tiny_model, "nf4")
+    layer = linear4bit_layers(model)[0]
+    before = dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+    layer.weight.data, layer.weight.quant_state = _convert_weight_packed_for_cpu(layer.weight.data,
+                                                                               layer.weight.quant_state)
+    assert layer.weight.quant_state.packing_format_for_cpu
+    assert not torch.allclose(dequantize_4bit(layer.weight.data, layer.weight.quant_state).float(), before, atol=1e-3)
+    keep_nf4_trainable(model)
+    assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
+    # Equal up to the absmax, which the repack keeps in float instead of double-quantized.
+    assert torch.allclose(dequantize_4bit(layer.weight.data, layer.weight.quant_state), before, atol=1e-3)
+
