@@ -8,7 +8,7 @@ CORPUS ?= corpora/harbour_of_velmoor.txt
 # The yardstick: a second invented corpus and questions written for it by hand, which no training step sees.
 EVAL_CORPUS ?= corpora/eval_isle_of_quennock.txt
 EVAL_RUN ?= outputs/eval
-# The demo is sized for a 2-core CPU, where NF4 training runs about 12 minutes per window of pairs: the first 2
+# The demo is sized for a 2-core CPU, where NF4 training takes about 13 minutes per window of pairs: the first 2
 # of the sample corpus's 16 windows. `make demo DEMO_ARGS=` adds the rest to the same run (GPU: minutes).
 DEMO_ARGS ?= --max-windows 2
 
