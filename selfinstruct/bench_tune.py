@@ -1,6 +1,7 @@
 """`make bench`, the tune and probe half: training speed and memory of selfinstruct's trainer against trl's
-defaults and an unquantized fp32 reference, model load footprints, and probe throughput. Each training run
-and load goes in a fresh process (bench.in_child), so every peak RSS is that configuration's own."""
+defaults and an unquantized fp32 reference, model load footprints, probe throughput, and the chart of both
+halves (bench.png). Each training run and load goes in a fresh process (bench.in_child), so every peak RSS is
+that configuration's own."""
 
 from __future__ import annotations
 
