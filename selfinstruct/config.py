@@ -1,6 +1,6 @@
 """One dataclass per stage. The CLI flags and `--config FILE.yaml` both fill these, so every option is
-documented once (the `help` metadata) and validated once (`__post_init__`). Over 300 lines because it is
-every option of every stage, each with its help text: split, the options would be documented in two places."""
+documented once (the `help` metadata) and validated once (`__post_init__`). Over 300 lines because it holds
+every option of every stage with its help text, and the stages share validation helpers and defaults."""
 
 from __future__ import annotations
 
