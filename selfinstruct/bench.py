@@ -9,7 +9,6 @@ Training runs and model loads each go in a fresh process, so every peak RSS is t
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import queue
@@ -59,8 +58,9 @@ STAGES = {"open (corpus, windows, entities, resume)": ("generate_run.py", "open"
           "draft without the engine (facts, templates, filters, restatements)": ("generate.py", "draft"),
           "settle (near-duplicates, refusals, absence checks)": ("generate.py", "settle"),
           "commit (run-folder writes)": ("generate_run.py", "commit"),
-          "finish (summary, manifest)": ("generate_run.py", "finish"),
-          "tokenisation (prompts in, texts out)": ("~", "<method 'encode_batch' of 'tokenizers.Tokenizer' objects>")}
+          "finish (summary, manifest)": ("generate_run.py", "finish")}
+# Inside the engine calls and the stages above, so reported beside them, not added to them.
+TOKENISATION = ("~", "<method 'encode_batch' of 'tokenizers.Tokenizer' objects>")
 
 
 def bench_pipeline(engine, corpus: Path, windows: int, out: Path, model: str = "default") -> dict:
@@ -105,7 +105,8 @@ def breakdown(calls: list[dict], stats, seconds: float, engine_seconds: float) -
     for stage, key in STAGES.items():
         out[stage] = cumulative.get(key, 0.0)
     out["draft without the engine (facts, templates, filters, restatements)"] -= engine_seconds
-    out["other (engine start-up not included)"] = seconds - sum(v for k, v in out.items() if "tokenisation" not in k)
+    out["other (engine start-up not included)"] = seconds - sum(out.values())
+    out["tokenisation (prompts in, texts out)"] = cumulative.get(TOKENISATION, 0.0)
     return out
 
 
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from .backends import vllm_available
     from .backends.hf import HFGenerator
     from .models import resolve_model
+    from .runs import write_json
 
     only_generate = (argv if argv is not None else sys.argv[1:]) == ["generate"]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -186,15 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     if vllm_available() and not QUICK:  # in a child process: its engine's workers must be gone before training is timed
         results.update(in_child(bench_vllm, str(model), windows))
     if not only_generate:
-        from .bench_tune import bench_tune_load_probe
+        from .bench_tune import bench_tune_load_probe, chart
 
         bench_tune_load_probe(results, model, steps)
-    results["ratios"] = ratios(results)
-    (OUT / ("bench-generate.json" if only_generate else "bench.json")).write_text(json.dumps(results, indent=2) + "\n")
-    if not only_generate:
-        from .bench_tune import chart
-
         chart(results, OUT / "bench.png")
+    results["ratios"] = ratios(results)
+    write_json(OUT / ("bench-generate.json" if only_generate else "bench.json"), results)
     for name, value in results["ratios"].items():
         shown = "n/a (the baseline produced none)" if value is None else f"{value:.2f}"
         print(f"{name}: {shown}{'x' if 'speedup' in name and value is not None else ''}")
