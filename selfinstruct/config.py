@@ -14,6 +14,7 @@ BACKENDS = ("auto", "vllm", "transformers")
 QUANTIZATIONS = ("nf4", "none")
 HOLD_OUTS = ("window", "phrasing")
 ORDERS = ("mixed", "qa-first")
+SELECTIONS = ("k-center", "random")
 LANGUAGES = ("auto", "en", "zh")
 EXPORT_FORMATS = ("jsonl", "parquet", "sharegpt", "alpaca")
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -130,6 +131,8 @@ class TuneConfig:
     eval_share: float = opt(0.15, "share of pairs held out for eval loss")
     select: int = opt(0, "train on N pairs chosen by k-center greedy on question embeddings, every fact before "
                       "a second phrasing (0: all pairs)")
+    select_by: str = opt("k-center", "how --select picks: k-center (spread over question embeddings, every fact "
+                         "first) or random (a uniform sample of the same size, the baseline it is measured against)")
     hold_out: str = opt("phrasing", "what eval holds out: one phrasing of some facts (every fact still trained; "
                         "eval asks if it survives rephrasing) or whole windows (their facts never trained)")
     early_stop_patience: int = opt(3, "evaluations without a better eval loss before stopping")
@@ -159,6 +162,7 @@ class TuneConfig:
         _check(0.0 <= self.eval_share < 1.0, "--eval-share must be in [0, 1)")
         _check_choice("hold_out", self.hold_out, HOLD_OUTS)
         _check_choice("order", self.order, ORDERS)
+        _check_choice("select_by", self.select_by, SELECTIONS)
         _check_share("gate_target", self.gate_target)
 
 

@@ -179,7 +179,8 @@ def train_run(config, state) -> int:
     tokenizer = load_tokenizer(model_ref.path)
     model, quant = load_model(model_ref.path, config.quantization, for_training=True)
     if 0 < config.select < len(train):
-        train = select_diverse(model, tokenizer, train, config.select, config.seed)
+        train = (select_diverse(model, tokenizer, train, config.select, config.seed) if config.select_by == "k-center"
+                 else select_random(train, config.select, config.seed))
     tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE  # the format the pairs were written in, kept with the adapter
     train_rows = [tokenize_pair(r, tokenizer) for r in train]
     text_rows = [row for t in texts for row in tokenize_text(t, tokenizer, manifest.tag, config.max_length)]
@@ -248,10 +249,23 @@ def select_diverse(model, tokenizer, train: list[dict], n: int, seed: int) -> li
 
     chosen = k_center(question_embeddings(model, tokenizer, [r["question"] for r in train]),
                       [r.get("fact_id") or r["id"] for r in train], n, seed)
-    facts = len({r.get("fact_id") or r["id"] for r in train})
     print(f"tune: --select {n}: {len(chosen)} of {len(train)} training pairs by k-center on question embeddings "
-          f"({facts} facts and refusals, each kept before any repeat)", file=sys.stderr)
+          f"({facts_covered(train, chosen)}; every one kept before any repeat)", file=sys.stderr)
     return [train[i] for i in sorted(chosen)]
+
+
+def select_random(train: list[dict], n: int, seed: int) -> list[dict]:
+    """`--select N --select-by random`: N training pairs drawn uniformly, the baseline k-center is measured against."""
+    chosen = sorted(random.Random(seed).sample(range(len(train)), n))
+    print(f"tune: --select {n}: {n} of {len(train)} training pairs at random ({facts_covered(train, chosen)})",
+          file=sys.stderr)
+    return [train[i] for i in chosen]
+
+
+def facts_covered(train: list[dict], chosen: list[int]) -> str:
+    def fact(row: dict) -> str:
+        return row.get("fact_id") or row["id"]  # a refusal pair is its own fact
+    return f"{len({fact(train[i]) for i in chosen})} of {len({fact(r) for r in train})} facts and refusals"
 
 
 def warn_if_few_steps(n_train: int, config) -> None:

@@ -5,6 +5,7 @@ import torch
 from selfinstruct.cli import main
 from selfinstruct.diversity import k_center, question_embeddings
 from selfinstruct.models import load_model, load_tokenizer
+from selfinstruct.tune import select_random
 
 from .test_tune import records, write_run
 
@@ -48,3 +49,19 @@ def test_tune_select_trains_on_the_chosen_pairs(tmp_path, tiny_model, capsys):
     metrics = json.loads((run / "adapter" / "train_metrics.json").read_text())
     assert metrics["train_pairs"] == 6 and metrics["config"]["select"] == 6
     assert "--select 6: 6 of 16 training pairs by k-center" in capsys.readouterr().err
+
+
+def test_select_by_random_is_a_seeded_uniform_sample(tmp_path, tiny_model, capsys):
+    pairs = records(16)
+    drawn = select_random(pairs, 6, seed=3)
+    assert len(drawn) == 6 and len({r["id"] for r in drawn}) == 6 and drawn == select_random(pairs, 6, seed=3)
+    def ids(seed):
+        return tuple(r["id"] for r in select_random(pairs, 6, seed))
+    assert len({ids(seed) for seed in range(5)}) > 1, "another seed draws other pairs"
+    run = write_run(tmp_path, [json.dumps(r) for r in pairs])
+    assert main(["tune", "--run", str(run), "--model", str(tiny_model), "--quantization", "none", "--select", "6",
+                 "--select-by", "random", "--epochs", "1", "--batch-size", "2", "--eval-share", "0",
+                 "--no-gate"]) == 0
+    assert "--select 6: 6 of 16 training pairs at random" in capsys.readouterr().err
+    metrics = json.loads((run / "adapter" / "train_metrics.json").read_text())
+    assert metrics["train_pairs"] == 6 and metrics["config"]["select_by"] == "random"
