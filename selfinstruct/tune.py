@@ -45,6 +45,11 @@ def split_by_window(records: list[dict], eval_share: float, seed: int) -> tuple[
     return [r for r in records if r["window"] not in held_out], [r for r in records if r["window"] in held_out]
 
 
+def fact_of(pair: dict) -> str | None:
+    """What a pair asks about: its fact, or the pair itself where it has none (a refusal, a hand-made pair)."""
+    return pair.get("fact_id") or pair.get("id")
+
+
 def split_by_phrasing(records: list[dict], eval_share: float, seed: int) -> tuple[list[dict], list[dict]]:
     """One phrasing each of some facts asked several ways, plus a share of the refusal pairs. Closed-book,
     a held-out window's facts cannot be known, so its eval loss soon stops falling (and stops training); a
@@ -54,7 +59,7 @@ def split_by_phrasing(records: list[dict], eval_share: float, seed: int) -> tupl
     facts: dict[str, list[dict]] = {}
     for r in records:
         if r["answerable"]:
-            facts.setdefault(r.get("fact_id") or r.get("id"), []).append(r)
+            facts.setdefault(fact_of(r), []).append(r)
     spare = [rng.choice(group) for _, group in sorted(facts.items()) if len(group) > 1]
     refusals = [r for r in records if not r["answerable"]]
     held = rng.sample(spare, min(len(spare), round(eval_share * (len(records) - len(refusals)))))
@@ -248,7 +253,7 @@ def select_diverse(model, tokenizer, train: list[dict], n: int, seed: int) -> li
     from .diversity import k_center, question_embeddings
 
     chosen = k_center(question_embeddings(model, tokenizer, [r["question"] for r in train]),
-                      [r.get("fact_id") or r["id"] for r in train], n, seed)
+                      [fact_of(r) for r in train], n, seed)
     print(f"tune: --select {n}: {len(chosen)} of {len(train)} training pairs by k-center on question embeddings "
           f"({facts_covered(train, chosen)}; every one kept before any repeat)", file=sys.stderr)
     return [train[i] for i in sorted(chosen)]
@@ -263,9 +268,7 @@ def select_random(train: list[dict], n: int, seed: int) -> list[dict]:
 
 
 def facts_covered(train: list[dict], chosen: list[int]) -> str:
-    def fact(row: dict) -> str:
-        return row.get("fact_id") or row["id"]  # a refusal pair is its own fact
-    return f"{len({fact(train[i]) for i in chosen})} of {len({fact(r) for r in train})} facts and refusals"
+    return f"{len({fact_of(train[i]) for i in chosen})} of {len({fact_of(r) for r in train})} facts and refusals"
 
 
 def warn_if_few_steps(n_train: int, config) -> None:
