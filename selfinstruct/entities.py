@@ -235,8 +235,10 @@ def swap_in_invented(pairs: list[dict], n: int, rng: random.Random, language: st
 
 
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b(?!\s*(?:paces|miles|feet|people|years|ships|coins))")
-EN_COUNT = r"\d[\d,]*|" + "|".join("""one two three four five six seven eight nine ten eleven twelve thirteen fourteen
-fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred""".split())
+EN_NUMBER_WORD = "|".join("""one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
+sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand""".split())
+# A whole count, so the key is "twenty-four beds" or "one hundred plants", never the "four beds" inside it.
+EN_COUNT = rf"\d[\d,]*|(?:{EN_NUMBER_WORD})(?:[- ](?:and[ ])?(?:{EN_NUMBER_WORD}))*"
 EN_QUANTITY = re.compile(rf"\b(?:{EN_COUNT})\s+(?:[a-z]+-)?[a-z]+s\b", re.IGNORECASE)
 ZH_NUMERAL = r"(?:\d+|[〇零一二两三四五六七八九十百千万]+)"
 ZH_YEAR = re.compile(r"\d{3,4}年")
@@ -281,7 +283,8 @@ def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list
     year, quantity = (ZH_YEAR, ZH_QUANTITY) if language == "zh" else (YEAR, EN_QUANTITY)
     for pattern, kind in ((year, "year"), (quantity, "quantity")):
         for match in pattern.finditer(sentence):
-            trivial = re.match(r"(?i)(?:一|one\b)", match.group())  # "one day" is rarely the point of a sentence
+            # "one day" is rarely the point of a sentence; "one hundred plants" is.
+            trivial = re.match(r"(?i)(?:一|one\s+(?!(?:hundred|thousand)\b))", match.group())
             if not trivial and all(match.end() <= s or match.start() >= e for s, e, _ in spans):
                 spans.append((match.start(), match.end(), kind))
     return sorted(spans)

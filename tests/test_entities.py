@@ -69,6 +69,22 @@ def test_invented_names_avoid_the_given_set(english):
     assert not {n.name for n in first} & {n.name for n in again}
 
 
+@pytest.mark.parametrize("sentence, key", [
+    ("The Eastern Annexe added another twenty-four beds.", "twenty-four beds"),
+    ("A Reader must name one hundred plants of the Physic Garden.", "one hundred plants"),
+    ("The fleet once held one hundred and twenty ships.", "one hundred and twenty ships"),
+    ("In its best year the stillrooms filled 3,600 bottles.", "3,600 bottles"),
+])
+def test_counts_are_whole_keys(sentence, key):
+    """A compound count is one key: never the "four beds" inside "twenty-four beds"."""
+    quantities = [sentence[s:e] for s, e, kind in answer_spans(sentence, {}, "en") if kind == "quantity"]
+    assert quantities == [key]
+
+
+def test_one_of_something_is_no_answer():
+    assert not [k for *_, k in answer_spans("She stayed one night at the inn.", {}, "en") if k == "quantity"]
+
+
 def test_answer_spans(english):
     _, entities = english
     sentence = "According to the Harbour Annals, Orric Velm settled at the Twinwater in 1041 with eleven families."
