@@ -52,7 +52,7 @@ class Fact:
 class Candidate:
     fact: Fact
     phrasing: int
-    origin: str  # model | template
+    origin: str  # model | template | cloze | clause
     raw: str
     question: str | None = None
     reason: str | None = None
@@ -289,8 +289,8 @@ class Pipeline:
 
 
 def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:
-    """First one question of each origin (model, template, cloze), then second ones: the phrasings kept for a
-    fact differ in shape, not only in wording."""
+    """First one question of each origin (model, then the template shapes in template_questions' order), then
+    second ones: the phrasings kept for a fact differ in shape, not only in wording."""
     rank = Counter()
     ranked = []
     for c in candidates:

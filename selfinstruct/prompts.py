@@ -7,7 +7,7 @@ import re
 
 from .backends import chat_prompt
 from .corpus import SENTENCE_ENDINGS, normalize
-from .entities import definition
+from .entities import EN_COUNT, EN_FUNCTION, definition
 from .filters import CJK_CHAR
 
 PROMPT_VERSION = "answer-aware-1"
@@ -103,6 +103,8 @@ def template_question(sentence: str, start: int, end: int, kind: str, language: 
         return definition(sentence, language)[0]
     before, after = sentence[:start], sentence[end:].rstrip(" .。!！")
     wh = IN_SITU[language][kind]
+    if language == "en" and kind == "quantity":  # "for twenty-six years" -> "for how many years", not "for how many"
+        wh = re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", sentence[start:end])
     if language == "zh":
         if kind == "quantity":  # keep the measure word: 十三户 -> 多少户
             after = re.sub(r"^[\d〇零一二两三四五六七八九十百千万]+", "", sentence[start:end]) + after
@@ -130,18 +132,57 @@ def cloze_question(sentence: str, start: int, language: str) -> str | None:
     return CLOZE[language].format(prefix=prefix)
 
 
+NO_SUBJECT = {"which", "who", "whom", "whose", "where", "when", "it", "its", "he", "his", "she", "her", "they",
+              "their", "this", "that", "these", "those", "there", "each", "both"}
+
+
+FINITE_VERBS = set("""is was are were has had have lies lay stands stood meets met runs ran holds keeps kept makes
+made built began becomes became led leads took gave grew found rose fell won left came went brought sold paid taught
+wrote drew chose""".split())  # the irregular ones; a regular past ends in -ed
+
+
+def clause_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
+    """The template question of the answer's own clause, when that clause has a subject of its own that names
+    something: "The stillrooms of Harrowmede filled how many bottles?" where the whole sentence gives a
+    40-word echo question. People ask about one clause, not a sentence with a hole in it. English only: a
+    Chinese template question already reads naturally."""
+    if language != "en" or kind == "definition":
+        return None
+    first, last = clause_span(sentence, start, end)
+    conjunction = re.match(r"(?:and|but|or|so|while)\s+", sentence[first:])
+    if first > 0 and not conjunction and not sentence[:first].rstrip().endswith(";"):
+        return None  # after a bare comma: an appositive ("..., the wife of Anselm Quaile"), no clause of its own
+    first += len(conjunction.group()) if conjunction else 0
+    clause = sentence[first:last].rstrip(" ,;:.")
+    words = clause.split()
+    if (first == 0 and last == len(sentence)) or len(words) < 4 or words[0].lower() in NO_SUBJECT:
+        return None
+    if words[0].islower() and words[0] not in ("the", "a", "an", "in", "on", "at", "by", "after", "from", "until"):
+        return None  # a verb phrase ("held the post from 1739 ...") whose subject is in another clause
+    if not any(w.endswith("ed") or w in FINITE_VERBS for w in words if w.islower()):
+        return None  # a subject cut off from its verb by an appositive ("In 1749 Ysolde Saldane, the daughter ...")
+    outside = clause[:start - first] + clause[end - first:]
+    if not any(w not in EN_FUNCTION for w in re.findall(r"\b[A-Z][a-z]+", outside)):
+        return None  # without a name the clause's question is ambiguous ("The house was built in which year?")
+    question = template_question(clause[0].upper() + clause[1:] + ".", start - first, end - first, kind, language)
+    return question if question != template_question(sentence, start, end, kind, language) else None
+
+
 def template_questions(sentence: str, start: int, end: int, kind: str, language: str) -> dict[str, str | None]:
-    """The questions the sentence's own structure gives, by origin: the answer swapped for a question word
-    ("template") and the sentence cut where the answer starts ("cloze")."""
-    return {"template": template_question(sentence, start, end, kind, language),
-            "cloze": cloze_question(sentence, start, language) if kind != "definition" else None}
+    """The questions the sentence's own structure gives, by origin: the template question of the answer's
+    clause alone ("clause"), the sentence cut where the answer starts ("cloze"), and the whole sentence with
+    the answer swapped for a question word ("template"). In this order of preference, when a fact has more
+    shapes than it keeps phrasings: the sentence with a hole reads least like what people ask."""
+    return {"clause": clause_question(sentence, start, end, kind, language),
+            "cloze": cloze_question(sentence, start, language) if kind != "definition" else None,
+            "template": template_question(sentence, start, end, kind, language)}
 
 
-def supporting_clause(sentence: str, start: int, end: int, min_words: int = 8) -> str:
-    """The clause of the sentence that holds the answer span [start, end), widened clause by clause (to the
-    right first, which keeps its subject) until it has `min_words` words (CJK: two characters a word): the
-    evidence a person reads after the answer, without the rest of the sentence."""
-    cuts = [0] + [m.end() for m in re.finditer(r"[,;:，；：]\s*", sentence)] + [len(sentence)]
+def clause_span(sentence: str, start: int, end: int, min_words: int = 0) -> tuple[int, int]:
+    """Where the clause of the sentence that holds the answer span [start, end) starts and ends, widened
+    clause by clause (to the right first, which keeps its subject) until it has `min_words` words (CJK: two
+    characters a word)."""
+    cuts = [0] + [m.end() for m in re.finditer(r"[,;:](?!\d)\s*|[，；：]", sentence)] + [len(sentence)]  # not 1,310
     first = max(i for i, c in enumerate(cuts[:-1]) if c <= start)
     last = min(i for i, c in enumerate(cuts) if c >= end)
 
@@ -152,7 +193,13 @@ def supporting_clause(sentence: str, start: int, end: int, min_words: int = 8) -
         first -= 1  # an appositive ("The southern hill, Owlsgate Fell, ..."): what it names comes before it
     while size(sentence[cuts[first]:cuts[last]]) < min_words and (first > 0 or last < len(cuts) - 1):
         first, last = (first, last + 1) if last < len(cuts) - 1 else (first - 1, last)
-    clause = normalize(sentence[cuts[first]:cuts[last]]).rstrip(" ,;:，；：")
+    return cuts[first], cuts[last]
+
+
+def supporting_clause(sentence: str, start: int, end: int, min_words: int = 8) -> str:
+    """The answer's clause, at least `min_words` long (see clause_span): the evidence a person reads after the
+    answer, without the rest of the sentence."""
+    clause = normalize(sentence[slice(*clause_span(sentence, start, end, min_words))]).rstrip(" ,;:，；：")
     clause = re.sub(r"^(?:and|but|or|which|while)\s+", "", clause)
     clause = clause[0].upper() + clause[1:] if clause[:1].islower() else clause
     return clause if clause.endswith(SENTENCE_ENDINGS) else clause + ("。" if CJK_CHAR.search(clause) else ".")

@@ -209,7 +209,8 @@ def test_a_model_that_writes_garbage_is_named_and_the_templates_still_give_pairs
     assert generate(tmp_path, tiny_model, "--max-windows", "2") == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("selfinstruct: warning: the model wrote no usable question")
-    assert {p["origin"] for p in read(tmp_path / "run" / "qa.jsonl") if p["answerable"]} <= {"template", "cloze"}
+    origins = {p["origin"] for p in read(tmp_path / "run" / "qa.jsonl") if p["answerable"]}
+    assert origins <= {"template", "cloze", "clause"}
     assert read(tmp_path / "run" / "rejects.jsonl"), "the rejected outputs are kept"
 
 

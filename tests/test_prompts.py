@@ -75,6 +75,8 @@ def test_salvage_parser_on_real_messy_outputs(raw, expected):
     ("A second river, the River Ambrel, joins the Calvane.", "River Ambrel", "place", None),
     ("苍箬镇由猎户卜怀渊在1186年建立。", "卜怀渊", "person", "苍箬镇由猎户谁在1186年建立？"),
     ("卜怀渊带着十三户人家从山外迁来。", "十三户", "quantity", "卜怀渊带着多少户人家从山外迁来？"),
+    ("Maud Orrow ran the Stillroom for twenty-six years.", "twenty-six years", "quantity",
+     "Maud Orrow ran the Stillroom for how many years?"),
 ])
 def test_template_questions(sentence, key, kind, expected):
     start = sentence.index(key)
@@ -101,7 +103,46 @@ def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answe
     start = sentence.index(key)
     language = "zh" if "。" in sentence else "en"
     shapes = template_questions(sentence, start, start + len(key), kind, language)
-    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze"}
+    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause"}
     assert key_first_answer(key, kind, sentence, start, start + len(key), language) == answer
     if cloze:
         assert check_question(cloze, key, sentence, sentence) is None  # a cloze passes the question filters
+
+
+@pytest.mark.parametrize("sentence, key, kind, expected", [
+    # The answer's clause after "and" has its own subject: asked alone, not as a 40-word sentence with a hole.
+    ("It was shipped in sealed stone bottles, each holding forty doses, and in its best year the stillrooms of "
+     "Harrowmede filled 3,600 bottles.", "3,600 bottles", "quantity",
+     "In its best year the stillrooms of Harrowmede filled how many bottles?"),
+    ("The Island Guild became the College of Physic in 1761, when the Warden of the Isle granted it a charter.",
+     "1761", "year", "The Island Guild became the College of Physic in which year?"),
+    ("Emeric Saldane founded it in 1723 in a stone house beside Gannet Reach, and it opened with forty beds.",
+     "Gannet Reach", "place", "Emeric Saldane founded it in 1723 in a stone house beside which place?"),
+    # No clause question: the whole sentence is one clause (the template already asks it) ...
+    ("Maud Orrow ran the Stillroom for twenty-six years.", "Maud Orrow", "person", None),
+    # ... the clause's subject is a pronoun or in another clause ...
+    ("Emeric Saldane founded it in 1723 beside Gannet Reach, and it opened with forty beds.", "forty beds",
+     "quantity", None),
+    ("The first Wallmaster, Edric Hessary, held the post from 1739 to 1770, and trained sixty apprentices.",
+     "sixty apprentices", "quantity", None),
+    # ... it is an appositive after a bare comma, or a subject cut off from its verb by one.
+    ("The College meets in the Slate Hall, a long building of Harrowmede that was finished in 1764.", "1764",
+     "year", None),
+    ("In 1749 Ysolde Saldane, the daughter of Emeric Saldane, found that marrowbell root lost its danger.", "1749",
+     "year", None),
+    # A thousands separator is no clause boundary.
+    ("In the fever year of 1786 the Infirmary treated 1,310 patients, more than in any earlier year, and beds "
+     "had to be laid in the corridors.", "1,310 patients", "quantity",
+     "In the fever year of 1786 the Infirmary treated how many patients?"),
+])
+def test_clause_questions(sentence, key, kind, expected):
+    start = sentence.index(key)
+    assert template_questions(sentence, start, start + len(key), kind, "en")["clause"] == expected
+    if expected:
+        assert check_question(expected, key, sentence, sentence) is None  # the filters accept the shape
+
+
+def test_no_clause_questions_in_chinese():
+    sentence = "苍箬镇由猎户卜怀渊在1186年建立，后来成为集镇。"
+    start = sentence.index("卜怀渊")
+    assert template_questions(sentence, start, start + 3, "person", "zh")["clause"] is None
