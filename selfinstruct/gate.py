@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from .runs import Manifest, read_json, write_json
+from .runs import Manifest, read_json, write_json, write_jsonl
 
 SIGNALS = ("margin", "answer_logprob")
 GATE_FILE = "gate.json"
+CALIBRATION_FILE = "gate_calibration.jsonl"  # what the gate was fitted on, one row per question
 SCORED_TOKENS = 16  # the key comes first in a trained answer; what follows is its supporting clause
 
 
@@ -80,8 +81,12 @@ def signal_scores(generator, prompts: list[str], answers: list[str], refusal: st
             "answer_logprob": [round(a, 4) for a in own]}
 
 
-def write_gate(adapter_dir: Path, gate: dict) -> None:
-    write_json(adapter_dir / GATE_FILE, {**gate, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+def write_gate(adapter_dir: Path, gate: dict | None, calibration: list[dict] = ()) -> None:
+    """gate.json, and the calibration rows beside it (those also when too few were known to set a gate)."""
+    if calibration:
+        write_jsonl(adapter_dir / CALIBRATION_FILE, list(calibration))
+    if gate is not None:
+        write_json(adapter_dir / GATE_FILE, {**gate, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def read_gate(adapter_dir: Path) -> dict | None:
@@ -132,11 +137,13 @@ def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], nega
 
 
 def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], held_out: list[dict], corpus_text: str,
-                  target: float, seed: int) -> dict | None:
+                  target: float, seed: int) -> tuple[dict | None, list[dict]]:
     """At the end of tune: the tuned model answers held-out phrasings of trained facts (the ones it gets right
     are the known ones) and hard negatives of the calibration share (recombined and real-world names, false
     premises, held-out refusal pairs); each signal is scored with the adapter on and off; the best signal and
-    its threshold go into gate.json. Nothing here is drawn from what probe asks."""
+    its threshold go into gate.json. Nothing here is drawn from what probe asks. Also returns one row per
+    calibration question (its answer, label and scores), so a person can see what the gate was fitted on and
+    another threshold rule can be tried without training again."""
     import random
 
     from .backends.hf import HFGenerator
@@ -150,7 +157,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     positives = [r for r in held_out if r["answerable"] and r.get("key")]
     if len(positives) < 10:
         print(f"tune: only {len(positives)} held-out phrasings to calibrate on: no gate written", file=sys.stderr)
-        return None
+        return None, []
     rng = random.Random(seed)
     entities = corpus_entities(corpus_text, language)
     answerable = [r for r in records if r["answerable"]]
@@ -158,6 +165,8 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     premises = false_premises(answerable, max(1, len(positives) // 4), rng, corpus_text, entities)
     negatives = ([q for _, q, *_ in hard] + [q for _, q, _ in premises]
                  + [r["question"] for r in held_out if not r["answerable"]])
+    kinds = (["held_out_phrasing"] * len(positives) + [origin for *_, origin in hard]
+             + ["false_premise"] * len(premises) + ["held_out_refusal"] * (len(negatives) - len(hard) - len(premises)))
     questions = [r["question"] for r in positives] + negatives
     generator = HFGenerator(None, model=model, tokenizer=tokenizer)
     texts = render_questions(tokenizer, questions, manifest.system_prompt, tag, "tuned")
@@ -172,10 +181,13 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     counts = {"held_out_phrasings": len(positives), "recombined_or_real_world": len(hard),
               "false_premises": len(premises), "held_out_refusals": len(negatives) - len(hard) - len(premises),
               "raw_refusals_of_negatives": sum(is_refusal(a) for a in answers[len(positives):])}
+    rows = [{"question": q, "kind": kind, "answer": a, "known": k, "negative": n,
+             **{model: {signal: by_signal[signal][i] for signal in SIGNALS} for model, by_signal in scores.items()}}
+            for i, (q, kind, a, k, n) in enumerate(zip(questions, kinds, answers, known, negative, strict=True))]
     gate = calibrate(scores, known, negative, target, counts)
     if gate is None:
         print(f"tune: the tuned model got {sum(known)} of {len(positives)} held-out phrasings right: too few to "
               "calibrate a gate on; none written", file=sys.stderr)
-        return None
+        return None, rows
     gate["calibration_names"] = sorted({check.name for _, _, check, _, _ in hard} | {e for _, _, e in premises})
-    return gate
+    return gate, rows

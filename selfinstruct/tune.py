@@ -25,7 +25,7 @@ from trl import SFTTrainer
 
 from .config import UserError
 from .corpus import read_corpus
-from .gate import GATE_FILE, calibrate_run, write_gate
+from .gate import CALIBRATION_FILE, GATE_FILE, calibrate_run, write_gate
 from .prompts import LLAMA2_CHAT_TEMPLATE
 from .review import reviewed_pairs
 from .runs import Manifest, fingerprint, pick_run, read_jsonl, resumable_checkpoint, write_json
@@ -227,13 +227,13 @@ def train_run(config, state) -> int:
         metrics["epochs"] = round(metrics["epochs"] * planned_epochs(config.epochs)[0], 2)
     metrics["review"] = review
     metrics["processes"] = state.num_processes
-    (adapter_dir / GATE_FILE).unlink(missing_ok=True)  # a gate calibrated for an older adapter is wrong for this one
+    for name in (GATE_FILE, CALIBRATION_FILE):  # a gate calibrated for an older adapter is wrong for this one
+        (adapter_dir / name).unlink(missing_ok=True)
     if config.gate:
         corpus = read_corpus(manifest.corpus_path, manifest.language)
-        gate = calibrate_run(trainer.model, tokenizer, manifest, records, held_out, corpus.text, config.gate_target,
-                             config.seed)
-        if gate:
-            write_gate(adapter_dir, gate)
+        gate, calibration = calibrate_run(trainer.model, tokenizer, manifest, records, held_out, corpus.text,
+                                          config.gate_target, config.seed)
+        write_gate(adapter_dir, gate, calibration)
         metrics["gate"] = gate
     write_json(adapter_dir / "train_metrics.json", metrics)
     if config.merge:

@@ -41,6 +41,9 @@ def test_gate_file_round_trip_and_a_question_under_the_threshold_is_refused(tmp_
     assert json.loads((tmp_path / "gate.json").read_text())["threshold"] == 0.5
     assert refuses(read, 0.4) and not refuses(read, 0.6) and not refuses(None, -9.0)
     assert read_gate(tmp_path / "nowhere") is None
+    (tmp_path / "few").mkdir()
+    write_gate(tmp_path / "few", None, [{"question": "Who?", "known": False}])  # too few known: the rows alone
+    assert read_gate(tmp_path / "few") is None and (tmp_path / "few" / "gate_calibration.jsonl").is_file()
     absent = Probe("a", "absent", "recombined", "Who is Odile Saldane?", answerable=False)
     assert judge(absent, "I cannot answer that: it is not in Source:1REF.")["outcome"] == "refused"
 
@@ -77,8 +80,13 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
 
     monkeypatch.setattr(gate_module, "calibrate", spy)
     random.seed(0)
-    gate = gate_module.calibrate_run(model, load_tokenizer(tiny_model), manifest, records, records, text, 0.1, 0)
+    gate, rows = gate_module.calibrate_run(model, load_tokenizer(tiny_model), manifest, records, records, text, 0.1, 0)
     assert set(seen["scores"]) == {"tuned", "base"} and len(seen["known"]) == len(seen["negative"])
     assert seen["counts"]["held_out_phrasings"] == 12 and sum(seen["negative"]) >= 5
     assert gate["signal"] in ("margin", "answer_logprob") and gate["counts"]["known"] == 6
     assert all(name_share(n) == "calibrate" or n in text for n in gate["calibration_names"])
+    # One row per calibration question, labelled as the gate saw it, with every signal's score both ways.
+    assert [r["known"] for r in rows] == seen["known"] and [r["negative"] for r in rows] == seen["negative"]
+    assert [r["tuned"]["margin"] for r in rows] == seen["scores"]["tuned"]["margin"]
+    assert rows[0]["kind"] == "held_out_phrasing" and {r["kind"] for r in rows[12:]} <= {
+        "recombined", "real_world", "false_premise", "held_out_refusal"}
