@@ -134,20 +134,25 @@ def cloze_question(sentence: str, start: int, language: str) -> str | None:
 
 NO_SUBJECT = {"which", "who", "whom", "whose", "where", "when", "it", "its", "he", "his", "she", "her", "they",
               "their", "this", "that", "these", "those", "there", "each", "both"}
+# Irregular pasts, each with its participle (for the passive); a regular past ends in -ed and is its own.
+IRREGULAR = dict(pair.split(":") for pair in """built:built found:found made:made held:held led:led kept:kept
+took:taken gave:given wrote:written drew:drawn chose:chosen began:begun won:won sold:sold paid:paid taught:taught
+brought:brought ran:run grew:grown""".split())
+FINITE_VERBS = set(IRREGULAR) | set("""is was are were has had have lies lay stands stood meets met runs holds keeps
+makes becomes became leads rose fell left came went""".split())
+TIME_PHRASE = re.compile(r"(?i)^(?:in|by|on|after|before|during|from|until)\s[^,]*?\b\d{3,4},?\s+")
+SUBJECT = r"(?P<subject>(?:[Tt]he\s|[Aa]n?\s)?[A-Z][\w'’-]*(?:\s(?:of\s|the\s|de\s)*[\w'’-]+){0,5}?)"
+PAST = r"(?P<verb>[a-z]+ed|" + "|".join(IRREGULAR) + ")"
+PARTICIPLES = sorted(set(IRREGULAR.values()) | {"lit", "set", "sent"})
+PARTICIPLE = r"(?P<verb>(?:(?:first|also|later)\s)?(?:[a-z]+(?:ed|en)|" + "|".join(PARTICIPLES) + "))"
+PREPOSITION = r"(?P<prep>in|on|at|by|from|for|to|until|after|before|during|into|beside|near|under)"
+VERB_PHRASE_WORDS = {"in", "on", "at", "by", "from", "for", "to", "with", "until", "after", "before", "during", "as",
+                     "and", "that", "which", "who"}
 
 
-FINITE_VERBS = set("""is was are were has had have lies lay stands stood meets met runs ran holds keeps kept makes
-made built began becomes became led leads took gave grew found rose fell won left came went brought sold paid taught
-wrote drew chose""".split())  # the irregular ones; a regular past ends in -ed
-
-
-def clause_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
-    """The template question of the answer's own clause, when that clause has a subject of its own that names
-    something: "The stillrooms of Harrowmede filled how many bottles?" where the whole sentence gives a
-    40-word echo question. People ask about one clause, not a sentence with a hole in it. English only: a
-    Chinese template question already reads naturally."""
-    if language != "en" or kind == "definition":
-        return None
+def own_clause(sentence: str, start: int, end: int) -> tuple[int, int] | None:
+    """The answer's clause, when it stands on its own (the whole sentence, a clause after "and" or ";") with a
+    subject that names something and a verb: the part of a sentence a person asks about."""
     first, last = clause_span(sentence, start, end)
     conjunction = re.match(r"(?:and|but|or|so|while)\s+", sentence[first:])
     if first > 0 and not conjunction and not sentence[:first].rstrip().endswith(";"):
@@ -155,7 +160,7 @@ def clause_question(sentence: str, start: int, end: int, kind: str, language: st
     first += len(conjunction.group()) if conjunction else 0
     clause = sentence[first:last].rstrip(" ,;:.")
     words = clause.split()
-    if (first == 0 and last == len(sentence)) or len(words) < 4 or words[0].lower() in NO_SUBJECT:
+    if len(words) < 4 or words[0].lower() in NO_SUBJECT:
         return None
     if words[0].islower() and words[0] not in ("the", "a", "an", "in", "on", "at", "by", "after", "from", "until"):
         return None  # a verb phrase ("held the post from 1739 ...") whose subject is in another clause
@@ -164,7 +169,82 @@ def clause_question(sentence: str, start: int, end: int, kind: str, language: st
     outside = clause[:start - first] + clause[end - first:]
     if not any(w not in EN_FUNCTION for w in re.findall(r"\b[A-Z][a-z]+", outside)):
         return None  # without a name the clause's question is ambiguous ("The house was built in which year?")
-    question = template_question(clause[0].upper() + clause[1:] + ".", start - first, end - first, kind, language)
+    return first, first + len(clause)
+
+
+def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None:
+    """A wh-question with the question word in front, as people ask it, for the clause shapes it can be made from
+    without knowing a verb's dictionary form (the passive needs only the participle):
+    "The Lazaret was built in 1739 by Lisbet Orrow" -> "In which year was the Lazaret built by Lisbet Orrow?",
+    "Ysolde Saldane founded the Windrow Ward in 1760" -> "Which place was founded by Ysolde Saldane in 1760?",
+    "In 1747 Ysolde Saldane invented the dewglass" -> "In which year was the dewglass invented by Ysolde Saldane?".
+    A leading time phrase ("In 1766 the Infirmary opened ...") moves to the end. None for any other shape."""
+    before, answer, after = clause[:start], clause[start:end], clause[end:].rstrip(" ,;:.")
+    if re.fullmatch(r"(?i)(?:in|by|after|before|until)\s", before) and kind == "year":  # the year leads: put it last
+        clause = f"{after.strip(' ,')[0].upper()}{after.strip(' ,')[1:]} {before.strip().lower()} {answer}"
+        return fronted_question(clause, len(clause) - len(answer), len(clause), kind)
+    if after and not re.match(rf"\s{PREPOSITION}\b", after) or " and " in after:
+        return None  # the clause goes on after the answer ("four parts, known as ..."; "... and sailed"): no clean cut
+    time = TIME_PHRASE.match(before)
+    tail = " " + _inner(time.group().strip(" ,"), every_word=True) if time else ""
+    before = before[time.end():] if time else before
+    wh = IN_SITU["en"][kind]
+    if kind == "quantity":
+        wh = re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", answer)
+    article = r"(?:(?:the|a|an)\s)?"
+    adverb = r"(?:(?:also|first|later)\s)?"
+    if m := re.fullmatch(rf"{SUBJECT}\s(?P<aux>was|were|is|are)\s{PARTICIPLE}\s(?P<mid>[^,]*?\s)?{PREPOSITION}\s"
+                         rf"{article}", before):  # passive, the answer after a preposition
+        if m["mid"] and (len(m["mid"].split()) > 3 or " and " in f" {m['mid']}"):
+            return None  # "... is held each spring on the anniversary of ...": the answer is too far from its verb
+        head = f"{m['prep']} {'whom' if kind == 'person' else wh} {m['aux']} {_inner(m['subject'])} {m['verb']}"
+        question = f"{head}{' ' + m['mid'].strip() if m['mid'] else ''}{after}{tail}"
+    elif m := re.fullmatch(rf"{SUBJECT}\s{adverb}{PAST}\s{article}", before):  # active, the answer its object
+        aux = "were" if kind == "quantity" else "was"
+        question = f"{wh} {aux} {IRREGULAR.get(m['verb'], m['verb'])} by {_inner(m['subject'])}{after}{tail}"
+    elif m := re.fullmatch(rf"{SUBJECT}\s{adverb}{PAST}\s(?P<object>(?:the|a|an|[A-Z])[^,\d]*?)"
+                           rf"(?P<mid>\s(?:in|on|at|for|from|with|beside|near|under)\s[^,\d]*?)?\s{PREPOSITION}\s"
+                           rf"{article}", before):  # active, the answer after its object (and a place or time)
+        words = m["object"].split()
+        if len(words) > 5 or VERB_PHRASE_WORDS & {w.lower() for w in words}:
+            return None
+        plural = words[-1].endswith("s") and not words[-1].endswith("ss") and words[-1][0].islower()
+        head = f"{m['prep']} {'whom' if kind == 'person' else wh} {'were' if plural else 'was'} {_inner(m['object'])}"
+        verb = IRREGULAR.get(m["verb"], m["verb"])
+        question = f"{head} {verb} by {_inner(m['subject'])}{m['mid'] or ''}{after}{tail}"
+    else:
+        return None
+    subject = m["subject"].split()
+    if subject[0] in ("The", "A", "An", "the", "a", "an"):
+        subject = subject[1:]
+    if subject[0] in EN_FUNCTION or not any(w[0].isupper() and w not in EN_FUNCTION for w in subject):
+        return None  # "After Emeric Saldane the Infirmary", "A second one": no named subject to ask about
+    if any(w in FINITE_VERBS or w.endswith("ed") for w in subject if w.islower()):
+        return None  # the subject ran into a verb ("The tide-clock of Velmoor is | called"): a shape not handled
+    return normalize(question[0].upper() + question[1:] + "?")
+
+
+def _inner(phrase: str, every_word: bool = False) -> str:
+    """A phrase moved off the front of its sentence: "The Lazaret" -> "the Lazaret", "In 1766" -> "in 1766";
+    names keep their capital."""
+    if every_word:
+        return phrase[0].lower() + phrase[1:]
+    return re.sub(r"^(The|A|An)\b", lambda m: m.group().lower(), phrase)
+
+
+def clause_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
+    """The question of the answer's own clause (see own_clause), wh-word first where its shape allows
+    ("In which year was the Lazaret built by Lisbet Orrow?"), else that clause with the answer swapped for a
+    question word ("The stillrooms of Harrowmede filled how many bottles?" where the whole sentence gives a
+    40-word echo question). People ask about one clause, in their own word order, not a sentence with a hole
+    in it. English only: a Chinese template question already reads naturally."""
+    if language != "en" or kind == "definition" or (span := own_clause(sentence, start, end)) is None:
+        return None
+    first, last = span
+    clause = sentence[first].upper() + sentence[first + 1:last]
+    question = fronted_question(clause, start - first, end - first, kind)
+    if question is None and (first, last) != (0, len(sentence.rstrip(" ,;:."))):
+        question = template_question(clause + ".", start - first, end - first, kind, language)
     return question if question != template_question(sentence, start, end, kind, language) else None
 
 

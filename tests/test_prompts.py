@@ -130,12 +130,29 @@ def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answe
      "year", None),
     ("In 1749 Ysolde Saldane, the daughter of Emeric Saldane, found that marrowbell root lost its danger.", "1749",
      "year", None),
-    # A thousands separator is no clause boundary.
+    # A thousands separator is no clause boundary; a leading time phrase goes last in a fronted question.
     ("In the fever year of 1786 the Infirmary treated 1,310 patients, more than in any earlier year, and beds "
      "had to be laid in the corridors.", "1,310 patients", "quantity",
-     "In the fever year of 1786 the Infirmary treated how many patients?"),
+     "How many patients were treated by the Infirmary in the fever year of 1786?"),
+    # The question word in front, by the passive, which needs no verb's dictionary form.
+    ("The Lazaret was built in 1739 by Lisbet Orrow.", "1739", "year",
+     "In which year was the Lazaret built by Lisbet Orrow?"),
+    ("The Lazaret was built in 1739 by Lisbet Orrow.", "Lisbet Orrow", "person",
+     "By whom was the Lazaret built in 1739?"),
+    ("Ysolde Saldane founded the Windrow Ward in 1760 for patients recovering from surgery.", "Windrow Ward", "place",
+     "Which place was founded by Ysolde Saldane in 1760 for patients recovering from surgery?"),
+    ("In 1766 the Infirmary opened the Stillroom in its cellars.", "1766", "year",
+     "In which year was the Stillroom opened by the Infirmary in its cellars?"),
+    ("Maud Orrow ran the Stillroom for twenty-six years.", "twenty-six years", "quantity",
+     "For how many years was the Stillroom run by Maud Orrow?"),
+    # No fronted question where the clause goes on past the answer or the answer is far from its verb.
+    ("Tender plants are first raised in the Lantern Glasshouse and only later set out in the quarters.",
+     "Lantern Glasshouse", "thing", None),
+    ("The Feast of the Long Arm is held each spring on the anniversary of the completion of the breakwater in "
+     "1206.", "1206", "year", None),
 ])
 def test_clause_questions(sentence, key, kind, expected):
+    """The answer's own clause asked alone, wh-word first where the shape allows."""
     start = sentence.index(key)
     assert template_questions(sentence, start, start + len(key), kind, "en")["clause"] == expected
     if expected:
