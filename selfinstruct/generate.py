@@ -20,7 +20,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import filters, prompts
+from . import filters, prompts, questions
 from .backends import Sampling
 from .config import UserError
 from .corpus import SENTENCE_ENDINGS, Window, split_sentences
@@ -164,8 +164,8 @@ class QuestionWriter:
                     greedy_asked.add((prompt, stem))
                     jobs.append((Candidate(fact, p, "model", ""), prompt, stem,
                                  self.sampling(c, fact.id, p, c)))
-            for origin, question in prompts.template_questions(fact.sentence, fact.key_start, fact.key_end,
-                                                               fact.kind, self.language).items():
+            for origin, question in questions.template_questions(fact.sentence, fact.key_start, fact.key_end,
+                                                                 fact.kind, self.language).items():
                 candidates.append(Candidate(fact, 0, origin, question or "", question,
                                             None if question else "unparseable"))
         self.generate_and_parse(jobs)
@@ -237,8 +237,8 @@ class Pipeline:
         for fact in facts:
             # The key, then the clause of the fact's sentence that states it: grounded by construction (the
             # check guards that), and what a person wants first (whole-sentence answers buried the key).
-            answer = prompts.key_first_answer(fact.key, fact.kind, fact.sentence, fact.key_start, fact.key_end,
-                                              self.language)
+            answer = questions.key_first_answer(fact.key, fact.kind, fact.sentence, fact.key_start, fact.key_end,
+                                                self.language)
             problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
             kept = 0
             for c in interleave_origins([c for c in candidates if c.fact is fact and not c.reason]):

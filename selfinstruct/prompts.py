@@ -1,14 +1,12 @@
 """Prompt templates (English and Chinese), the Llama-2 [INST] rendering of training pairs, and salvage parsing
-of what a small model writes back."""
+of what a small model writes back. Questions made from a sentence without the model are in questions.py."""
 
 from __future__ import annotations
 
 import re
 
 from .backends import chat_prompt
-from .corpus import SENTENCE_ENDINGS, normalize
-from .entities import EN_COUNT, EN_FUNCTION, definition
-from .filters import CJK_CHAR
+from .corpus import normalize
 
 PROMPT_VERSION = "answer-aware-1"
 
@@ -62,12 +60,6 @@ STEMS = {
     "quantity": ("How many", "What number of", "What is the number of"),
     "definition": ("What", "What is meant by", "How would you define"),
 }
-IN_SITU = {  # what replaces the answer inside the sentence for a template question
-    "en": {"person": "who", "place": "which place", "org": "which organisation", "thing": "what",
-           "year": "which year", "quantity": "how many"},
-    "zh": {"person": "谁", "place": "哪个地方", "org": "哪个组织", "thing": "什么", "year": "哪一年",
-           "quantity": "多少"},
-}
 QUESTION_ASK = {
     "en": 'Write a question about this sentence whose answer is "{answer}".\nSentence: {sentence}',
     "zh": "根据下面的句子写一个问题，问题的答案是“{answer}”。只写问题。\n句子：{sentence}",
@@ -93,209 +85,6 @@ def roundtrip_prompt(tokenizer, context: str, question: str, language: str) -> s
                 {"role": "user", "content": ROUNDTRIP_ASK[language].format(context=normalize(context),
                                                                            question=question)}]
     return chat_prompt(tokenizer, messages)
-
-
-def template_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
-    """The sentence with its answer replaced by a question word. In Chinese (wh-in-situ) that is a natural
-    question; in English it is one when the answer is the subject, and an echo question otherwise. A
-    definition is asked for by its term: "What is a spore?"."""
-    if kind == "definition":
-        return definition(sentence, language)[0]
-    before, after = sentence[:start], sentence[end:].rstrip(" .。!！")
-    wh = IN_SITU[language][kind]
-    if language == "en" and kind == "quantity":  # "for twenty-six years" -> "for how many years", not "for how many"
-        wh = re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", sentence[start:end])
-    if language == "zh":
-        if kind == "quantity":  # keep the measure word: 十三户 -> 多少户
-            after = re.sub(r"^[\d〇零一二两三四五六七八九十百千万]+", "", sentence[start:end]) + after
-        question = f"{before}{wh}{after}？"
-    elif before.strip() in ("", "The", "the", "A", "An"):
-        question = f"{wh[0].upper()}{wh[1:]}{after}?"
-    elif re.search(r",\s*(?:the\s+|a\s+)?$", before):
-        return None  # an appositive ("A river, the River Ambrel, joins ...") makes no question in situ
-    else:
-        before = re.sub(r"\b(?:the|The)\s+$", "", before)
-        question = f"{before}{wh}{after}?"
-    question = normalize(question)
-    return question if len(question) >= 8 else None
-
-
-CLOZE = {"en": "Complete: {prefix} ...", "zh": "补全：{prefix}……"}
-
-
-def cloze_question(sentence: str, start: int, language: str) -> str | None:
-    """The sentence up to its answer, to be completed: "Complete: The Lantern Guild was founded in 1402 by ..."
-    (people ask this way too, and it trains the fact in its own word order)."""
-    prefix = normalize(sentence[:start]).rstrip(" ,，")
-    if len(prefix.split()) < 3 and not (language == "zh" and len(prefix) >= 4):
-        return None
-    return CLOZE[language].format(prefix=prefix)
-
-
-NO_SUBJECT = {"which", "who", "whom", "whose", "where", "when", "it", "its", "he", "his", "she", "her", "they",
-              "their", "this", "that", "these", "those", "there", "each", "both"}
-# Irregular pasts, each with its participle (for the passive); a regular past ends in -ed and is its own.
-IRREGULAR = dict(pair.split(":") for pair in """built:built found:found made:made held:held led:led kept:kept
-took:taken gave:given wrote:written drew:drawn chose:chosen began:begun won:won sold:sold paid:paid taught:taught
-brought:brought ran:run grew:grown""".split())
-FINITE_VERBS = set(IRREGULAR) | set("""is was are were has had have lies lay stands stood meets met runs holds keeps
-makes becomes became leads rose fell left came went""".split())
-TIME_PHRASE = re.compile(r"(?i)^(?:in|by|on|after|before|during|from|until)\s[^,]*?\b\d{3,4},?\s+")
-SUBJECT = r"(?P<subject>(?:[Tt]he\s|[Aa]n?\s)?[A-Z][\w'’-]*(?:\s(?:of\s|the\s|de\s)*[\w'’-]+){0,5}?)"
-PAST = r"(?P<verb>[a-z]+ed|" + "|".join(IRREGULAR) + ")"
-PARTICIPLES = sorted(set(IRREGULAR.values()) | {"lit", "set", "sent"})
-PARTICIPLE = r"(?P<verb>(?:(?:first|also|later)\s)?(?:[a-z]+(?:ed|en)|" + "|".join(PARTICIPLES) + "))"
-PREPOSITION = r"(?P<prep>in|on|at|by|from|for|to|until|after|before|during|into|beside|near|under)"
-VERB_PHRASE_WORDS = {"in", "on", "at", "by", "from", "for", "to", "with", "until", "after", "before", "during", "as",
-                     "and", "that", "which", "who"}
-
-
-def own_clause(sentence: str, start: int, end: int) -> tuple[int, int] | None:
-    """The answer's clause, when it stands on its own (the whole sentence, a clause after "and" or ";") with a
-    subject that names something and a verb: the part of a sentence a person asks about."""
-    first, last = clause_span(sentence, start, end)
-    conjunction = re.match(r"(?:and|but|or|so|while)\s+", sentence[first:])
-    if first > 0 and not conjunction and not sentence[:first].rstrip().endswith(";"):
-        return None  # after a bare comma: an appositive ("..., the wife of Anselm Quaile"), no clause of its own
-    first += len(conjunction.group()) if conjunction else 0
-    clause = sentence[first:last].rstrip(" ,;:.")
-    words = clause.split()
-    if len(words) < 4 or words[0].lower() in NO_SUBJECT:
-        return None
-    if words[0].islower() and words[0] not in ("the", "a", "an", "in", "on", "at", "by", "after", "from", "until"):
-        return None  # a verb phrase ("held the post from 1739 ...") whose subject is in another clause
-    if not any(w.endswith("ed") or w in FINITE_VERBS for w in words if w.islower()):
-        return None  # a subject cut off from its verb by an appositive ("In 1749 Ysolde Saldane, the daughter ...")
-    outside = clause[:start - first] + clause[end - first:]
-    if not any(w not in EN_FUNCTION for w in re.findall(r"\b[A-Z][a-z]+", outside)):
-        return None  # without a name the clause's question is ambiguous ("The house was built in which year?")
-    return first, first + len(clause)
-
-
-def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None:
-    """A wh-question with the question word in front, as people ask it, for the clause shapes it can be made from
-    without knowing a verb's dictionary form (the passive needs only the participle):
-    "The Lazaret was built in 1739 by Lisbet Orrow" -> "In which year was the Lazaret built by Lisbet Orrow?",
-    "Ysolde Saldane founded the Windrow Ward in 1760" -> "Which place was founded by Ysolde Saldane in 1760?",
-    "In 1747 Ysolde Saldane invented the dewglass" -> "In which year was the dewglass invented by Ysolde Saldane?".
-    A leading time phrase ("In 1766 the Infirmary opened ...") moves to the end. None for any other shape."""
-    before, answer, after = clause[:start], clause[start:end], clause[end:].rstrip(" ,;:.")
-    if re.fullmatch(r"(?i)(?:in|by|after|before|until)\s", before) and kind == "year":  # the year leads: put it last
-        clause = f"{after.strip(' ,')[0].upper()}{after.strip(' ,')[1:]} {before.strip().lower()} {answer}"
-        return fronted_question(clause, len(clause) - len(answer), len(clause), kind)
-    if after and not re.match(rf"\s{PREPOSITION}\b", after) or " and " in after:
-        return None  # the clause goes on after the answer ("four parts, known as ..."; "... and sailed"): no clean cut
-    time = TIME_PHRASE.match(before)
-    tail = " " + _inner(time.group().strip(" ,"), every_word=True) if time else ""
-    before = before[time.end():] if time else before
-    wh = IN_SITU["en"][kind]
-    if kind == "quantity":
-        wh = re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", answer)
-    article = r"(?:(?:the|a|an)\s)?"
-    adverb = r"(?:(?:also|first|later)\s)?"
-    if m := re.fullmatch(rf"{SUBJECT}\s(?P<aux>was|were|is|are)\s{PARTICIPLE}\s(?P<mid>[^,]*?\s)?{PREPOSITION}\s"
-                         rf"{article}", before):  # passive, the answer after a preposition
-        if m["mid"] and (len(m["mid"].split()) > 3 or " and " in f" {m['mid']}"):
-            return None  # "... is held each spring on the anniversary of ...": the answer is too far from its verb
-        head = f"{m['prep']} {'whom' if kind == 'person' else wh} {m['aux']} {_inner(m['subject'])} {m['verb']}"
-        question = f"{head}{' ' + m['mid'].strip() if m['mid'] else ''}{after}{tail}"
-    elif m := re.fullmatch(rf"{SUBJECT}\s{adverb}{PAST}\s{article}", before):  # active, the answer its object
-        aux = "were" if kind == "quantity" else "was"
-        question = f"{wh} {aux} {IRREGULAR.get(m['verb'], m['verb'])} by {_inner(m['subject'])}{after}{tail}"
-    elif m := re.fullmatch(rf"{SUBJECT}\s{adverb}{PAST}\s(?P<object>(?:the|a|an|[A-Z])[^,\d]*?)"
-                           rf"(?P<mid>\s(?:in|on|at|for|from|with|beside|near|under)\s[^,\d]*?)?\s{PREPOSITION}\s"
-                           rf"{article}", before):  # active, the answer after its object (and a place or time)
-        words = m["object"].split()
-        if len(words) > 5 or VERB_PHRASE_WORDS & {w.lower() for w in words}:
-            return None
-        plural = words[-1].endswith("s") and not words[-1].endswith("ss") and words[-1][0].islower()
-        head = f"{m['prep']} {'whom' if kind == 'person' else wh} {'were' if plural else 'was'} {_inner(m['object'])}"
-        verb = IRREGULAR.get(m["verb"], m["verb"])
-        question = f"{head} {verb} by {_inner(m['subject'])}{m['mid'] or ''}{after}{tail}"
-    else:
-        return None
-    subject = m["subject"].split()
-    if subject[0] in ("The", "A", "An", "the", "a", "an"):
-        subject = subject[1:]
-    if subject[0] in EN_FUNCTION or not any(w[0].isupper() and w not in EN_FUNCTION for w in subject):
-        return None  # "After Emeric Saldane the Infirmary", "A second one": no named subject to ask about
-    if any(w in FINITE_VERBS or w.endswith("ed") for w in subject if w.islower()):
-        return None  # the subject ran into a verb ("The tide-clock of Velmoor is | called"): a shape not handled
-    return normalize(question[0].upper() + question[1:] + "?")
-
-
-def _inner(phrase: str, every_word: bool = False) -> str:
-    """A phrase moved off the front of its sentence: "The Lazaret" -> "the Lazaret", "In 1766" -> "in 1766";
-    names keep their capital."""
-    if every_word:
-        return phrase[0].lower() + phrase[1:]
-    return re.sub(r"^(The|A|An)\b", lambda m: m.group().lower(), phrase)
-
-
-def clause_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
-    """The question of the answer's own clause (see own_clause), wh-word first where its shape allows
-    ("In which year was the Lazaret built by Lisbet Orrow?"), else that clause with the answer swapped for a
-    question word ("The stillrooms of Harrowmede filled how many bottles?" where the whole sentence gives a
-    40-word echo question). People ask about one clause, in their own word order, not a sentence with a hole
-    in it. English only: a Chinese template question already reads naturally."""
-    if language != "en" or kind == "definition" or (span := own_clause(sentence, start, end)) is None:
-        return None
-    first, last = span
-    clause = sentence[first].upper() + sentence[first + 1:last]
-    question = fronted_question(clause, start - first, end - first, kind)
-    if question is None and (first, last) != (0, len(sentence.rstrip(" ,;:."))):
-        question = template_question(clause + ".", start - first, end - first, kind, language)
-    return question if question != template_question(sentence, start, end, kind, language) else None
-
-
-def template_questions(sentence: str, start: int, end: int, kind: str, language: str) -> dict[str, str | None]:
-    """The questions the sentence's own structure gives, by origin: the template question of the answer's
-    clause alone ("clause"), the sentence cut where the answer starts ("cloze"), and the whole sentence with
-    the answer swapped for a question word ("template"). In this order of preference, when a fact has more
-    shapes than it keeps phrasings: the sentence with a hole reads least like what people ask."""
-    return {"clause": clause_question(sentence, start, end, kind, language),
-            "cloze": cloze_question(sentence, start, language) if kind != "definition" else None,
-            "template": template_question(sentence, start, end, kind, language)}
-
-
-def clause_span(sentence: str, start: int, end: int, min_words: int = 0) -> tuple[int, int]:
-    """Where the clause of the sentence that holds the answer span [start, end) starts and ends, widened
-    clause by clause (to the right first, which keeps its subject) until it has `min_words` words (CJK: two
-    characters a word)."""
-    cuts = [0] + [m.end() for m in re.finditer(r"[,;:](?!\d)\s*|[，；：]", sentence)] + [len(sentence)]  # not 1,310
-    first = max(i for i, c in enumerate(cuts[:-1]) if c <= start)
-    last = min(i for i, c in enumerate(cuts) if c >= end)
-
-    def size(text):
-        return len(CJK_CHAR.findall(text)) / 2 + len(re.findall(r"[A-Za-z0-9]+", text))
-
-    if first > 0 and sentence[cuts[first]:cuts[last]].strip(" ,;:，；：.") == sentence[start:end]:
-        first -= 1  # an appositive ("The southern hill, Owlsgate Fell, ..."): what it names comes before it
-    while size(sentence[cuts[first]:cuts[last]]) < min_words and (first > 0 or last < len(cuts) - 1):
-        first, last = (first, last + 1) if last < len(cuts) - 1 else (first - 1, last)
-    return cuts[first], cuts[last]
-
-
-def supporting_clause(sentence: str, start: int, end: int, min_words: int = 8) -> str:
-    """The answer's clause, at least `min_words` long (see clause_span): the evidence a person reads after the
-    answer, without the rest of the sentence."""
-    clause = normalize(sentence[slice(*clause_span(sentence, start, end, min_words))]).rstrip(" ,;:，；：")
-    clause = re.sub(r"^(?:and|but|or|which|while)\s+", "", clause)
-    clause = clause[0].upper() + clause[1:] if clause[:1].islower() else clause
-    return clause if clause.endswith(SENTENCE_ENDINGS) else clause + ("。" if CJK_CHAR.search(clause) else ".")
-
-
-def key_first_answer(key: str, kind: str, sentence: str, start: int, end: int, language: str) -> str:
-    """The key first ("Ilka Tamsell.", "In 1402."), then the clause that says it: a person wants the answer
-    before its evidence, and a small model that starts with the key gets it right more often. Short answers
-    also keep training affordable on a CPU (whole sentences made answers 33 tokens on average)."""
-    clause = supporting_clause(sentence, start, end)
-    if kind == "definition":
-        return normalize(sentence)  # "A spore is a minute mass ...": the answer already leads with what was asked
-    if language == "zh":
-        return f"{key}。{clause}"
-    head = f"In {key}." if kind == "year" else f"{key[0].upper()}{key[1:]}."
-    return f"{head} {clause}"
 
 
 BOILERPLATE = re.compile(

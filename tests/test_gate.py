@@ -57,7 +57,8 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
 
     import selfinstruct.gate as gate_module
     from selfinstruct.models import load_model, load_tokenizer
-    from selfinstruct.prompts import chat_messages, key_first_answer, system_prompt
+    from selfinstruct.prompts import chat_messages, system_prompt
+    from selfinstruct.questions import key_first_answer
 
     from .conftest import SAMPLE_EN
 

@@ -99,7 +99,7 @@ def test_hard_probes_are_not_told_apart_by_the_base_models_question_likelihood(e
     from selfinstruct.corpus import split_sentences
     from selfinstruct.entities import answer_spans, swap_in_invented
     from selfinstruct.gate import auroc
-    from selfinstruct.prompts import template_question
+    from selfinstruct.questions import template_question
 
     text = SAMPLE_EN.read_text(encoding="utf-8")
     entities = corpus_entities(text, "en")

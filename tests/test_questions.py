@@ -1,0 +1,103 @@
+"""Questions made from a sentence's own structure, and the key-first answer."""
+
+import pytest
+
+from selfinstruct.filters import check_question
+from selfinstruct.questions import key_first_answer, template_question, template_questions
+
+
+@pytest.mark.parametrize("sentence, key, kind, expected", [
+    ("Orric Velm settled at the Twinwater in 1041.", "Orric Velm", "person", "Who settled at the Twinwater in 1041?"),
+    ("The Long Arm was finished in the year 1206.", "Long Arm", "thing", "What was finished in the year 1206?"),
+    ("The village took the name Velmoor in 1098.", "1098", "year", "The village took the name Velmoor in which year?"),
+    ("A second river, the River Ambrel, joins the Calvane.", "River Ambrel", "place", None),
+    ("苍箬镇由猎户卜怀渊在1186年建立。", "卜怀渊", "person", "苍箬镇由猎户谁在1186年建立？"),
+    ("卜怀渊带着十三户人家从山外迁来。", "十三户", "quantity", "卜怀渊带着多少户人家从山外迁来？"),
+    ("Maud Orrow ran the Stillroom for twenty-six years.", "twenty-six years", "quantity",
+     "Maud Orrow ran the Stillroom for how many years?"),
+])
+def test_template_questions(sentence, key, kind, expected):
+    start = sentence.index(key)
+    language = "zh" if "。" in sentence else "en"
+    assert template_question(sentence, start, start + len(key), kind, language) == expected
+
+
+@pytest.mark.parametrize("sentence, key, kind, cloze, answer", [
+    ("The Lantern Guild was founded in 1402 by Ilka Tamsell.", "Ilka Tamsell", "person",
+     "Complete: The Lantern Guild was founded in 1402 by ...", "Ilka Tamsell. The Lantern Guild was founded in 1402 "
+     "by Ilka Tamsell."),
+    ("The southern hill, Owlsgate Fell, is lower and boggier, and its springs feed the Lissom Burn, the only "
+     "stream on Quennock, which runs for three miles.", "Lissom Burn", "place",
+     "Complete: The southern hill, Owlsgate Fell, is lower and boggier, and its springs feed the ...",
+     "Lissom Burn. Its springs feed the Lissom Burn, the only stream on Quennock."),
+    ("The southern hill, Owlsgate Fell, is lower and boggier.", "Owlsgate Fell", "place",
+     "Complete: The southern hill ...", "Owlsgate Fell. The southern hill, Owlsgate Fell, is lower and boggier."),
+    ("In 1709 the physician Emeric Saldane landed on the island.", "1709", "year", None,
+     "In 1709. In 1709 the physician Emeric Saldane landed on the island."),
+    ("卜怀渊带着十三户人家从山外迁来，住在河边。", "十三户", "quantity", "补全：卜怀渊带着……",
+     "十三户。卜怀渊带着十三户人家从山外迁来，住在河边。"),
+])
+def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answer):
+    start = sentence.index(key)
+    language = "zh" if "。" in sentence else "en"
+    shapes = template_questions(sentence, start, start + len(key), kind, language)
+    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause"}
+    assert key_first_answer(key, kind, sentence, start, start + len(key), language) == answer
+    if cloze:
+        assert check_question(cloze, key, sentence, sentence) is None  # a cloze passes the question filters
+
+
+@pytest.mark.parametrize("sentence, key, kind, expected", [
+    # The answer's clause after "and" has its own subject: asked alone, not as a 40-word sentence with a hole.
+    ("It was shipped in sealed stone bottles, each holding forty doses, and in its best year the stillrooms of "
+     "Harrowmede filled 3,600 bottles.", "3,600 bottles", "quantity",
+     "In its best year the stillrooms of Harrowmede filled how many bottles?"),
+    ("The Island Guild became the College of Physic in 1761, when the Warden of the Isle granted it a charter.",
+     "1761", "year", "The Island Guild became the College of Physic in which year?"),
+    ("Emeric Saldane founded it in 1723 in a stone house beside Gannet Reach, and it opened with forty beds.",
+     "Gannet Reach", "place", "Emeric Saldane founded it in 1723 in a stone house beside which place?"),
+    # No clause question: the whole sentence is one clause (the template already asks it) ...
+    ("Maud Orrow ran the Stillroom for twenty-six years.", "Maud Orrow", "person", None),
+    # ... the clause's subject is a pronoun or in another clause ...
+    ("Emeric Saldane founded it in 1723 beside Gannet Reach, and it opened with forty beds.", "forty beds",
+     "quantity", None),
+    ("The first Wallmaster, Edric Hessary, held the post from 1739 to 1770, and trained sixty apprentices.",
+     "sixty apprentices", "quantity", None),
+    # ... it is an appositive after a bare comma, or a subject cut off from its verb by one.
+    ("The College meets in the Slate Hall, a long building of Harrowmede that was finished in 1764.", "1764",
+     "year", None),
+    ("In 1749 Ysolde Saldane, the daughter of Emeric Saldane, found that marrowbell root lost its danger.", "1749",
+     "year", None),
+    # A thousands separator is no clause boundary; a leading time phrase goes last in a fronted question.
+    ("In the fever year of 1786 the Infirmary treated 1,310 patients, more than in any earlier year, and beds "
+     "had to be laid in the corridors.", "1,310 patients", "quantity",
+     "How many patients were treated by the Infirmary in the fever year of 1786?"),
+    # The question word in front, by the passive, which needs no verb's dictionary form.
+    ("The Lazaret was built in 1739 by Lisbet Orrow.", "1739", "year",
+     "In which year was the Lazaret built by Lisbet Orrow?"),
+    ("The Lazaret was built in 1739 by Lisbet Orrow.", "Lisbet Orrow", "person",
+     "By whom was the Lazaret built in 1739?"),
+    ("Ysolde Saldane founded the Windrow Ward in 1760 for patients recovering from surgery.", "Windrow Ward", "place",
+     "Which place was founded by Ysolde Saldane in 1760 for patients recovering from surgery?"),
+    ("In 1766 the Infirmary opened the Stillroom in its cellars.", "1766", "year",
+     "In which year was the Stillroom opened by the Infirmary in its cellars?"),
+    ("Maud Orrow ran the Stillroom for twenty-six years.", "twenty-six years", "quantity",
+     "For how many years was the Stillroom run by Maud Orrow?"),
+    # No fronted question where the clause goes on past the answer or the answer is far from its verb.
+    ("Tender plants are first raised in the Lantern Glasshouse and only later set out in the quarters.",
+     "Lantern Glasshouse", "thing", None),
+    ("The Feast of the Long Arm is held each spring on the anniversary of the completion of the breakwater in "
+     "1206.", "1206", "year", None),
+])
+def test_clause_questions(sentence, key, kind, expected):
+    """The answer's own clause asked alone, wh-word first where the shape allows."""
+    start = sentence.index(key)
+    assert template_questions(sentence, start, start + len(key), kind, "en")["clause"] == expected
+    if expected:
+        assert check_question(expected, key, sentence, sentence) is None  # the filters accept the shape
+
+
+def test_no_clause_questions_in_chinese():
+    sentence = "苍箬镇由猎户卜怀渊在1186年建立，后来成为集镇。"
+    start = sentence.index("卜怀渊")
+    assert template_questions(sentence, start, start + 3, "person", "zh")["clause"] is None
