@@ -89,7 +89,7 @@ def test_guard_restores_weights_that_were_repacked(tiny_model):
 
     model, _ = load_model(tiny_model, "nf4")
     layer = linear4bit_layers(model)[0]
-    before = dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+    before = dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()  # bf16 where the CPU has it
     layer.weight.data, layer.weight.quant_state = _convert_weight_packed_for_cpu(layer.weight.data,
                                                                                layer.weight.quant_state)
     assert layer.weight.quant_state.packing_format_for_cpu
@@ -97,5 +97,5 @@ def test_guard_restores_weights_that_were_repacked(tiny_model):
     keep_nf4_trainable(model)
     assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
     # Equal up to the absmax, which the repack keeps in float instead of double-quantized.
-    assert torch.allclose(dequantize_4bit(layer.weight.data, layer.weight.quant_state), before, atol=1e-3)
+    assert torch.allclose(dequantize_4bit(layer.weight.data, layer.weight.quant_state).float(), before, atol=1e-3)
 
