@@ -18,6 +18,7 @@ IN_SITU = {  # what replaces the answer inside the sentence for a template quest
            "quantity": "多少"},
 }
 
+
 def template_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
     """The sentence with its answer replaced by a question word. In Chinese (wh-in-situ) that is a natural
     question; in English it is one when the answer is the subject, and an echo question otherwise. A
