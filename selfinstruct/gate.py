@@ -165,8 +165,9 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     premises = false_premises(answerable, max(1, len(positives) // 4), rng, corpus_text, entities)
     negatives = ([q for _, q, *_ in hard] + [q for _, q, _ in premises]
                  + [r["question"] for r in held_out if not r["answerable"]])
+    refusals = len(negatives) - len(hard) - len(premises)
     kinds = (["held_out_phrasing"] * len(positives) + [origin for *_, origin in hard]
-             + ["false_premise"] * len(premises) + ["held_out_refusal"] * (len(negatives) - len(hard) - len(premises)))
+             + ["false_premise"] * len(premises) + ["held_out_refusal"] * refusals)
     questions = [r["question"] for r in positives] + negatives
     generator = HFGenerator(None, model=model, tokenizer=tokenizer)
     texts = render_questions(tokenizer, questions, manifest.system_prompt, tag, "tuned")
@@ -179,7 +180,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     with generator.base_only():
         scores["base"] = signal_scores(generator, texts, answers, refusal, tag)
     counts = {"held_out_phrasings": len(positives), "recombined_or_real_world": len(hard),
-              "false_premises": len(premises), "held_out_refusals": len(negatives) - len(hard) - len(premises),
+              "false_premises": len(premises), "held_out_refusals": refusals,
               "raw_refusals_of_negatives": sum(is_refusal(a) for a in answers[len(positives):])}
     rows = [{"question": q, "kind": kind, "answer": a, "known": k, "negative": n,
              **{model: {signal: by_signal[signal][i] for signal in SIGNALS} for model, by_signal in scores.items()}}

@@ -26,9 +26,7 @@ def template_question(sentence: str, start: int, end: int, kind: str, language: 
     if kind == "definition":
         return definition(sentence, language)[0]
     before, after = sentence[:start], sentence[end:].rstrip(" .。!！")
-    wh = IN_SITU[language][kind]
-    if language == "en" and kind == "quantity":  # "for twenty-six years" -> "for how many years", not "for how many"
-        wh = re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", sentence[start:end])
+    wh = IN_SITU[language][kind] if language == "zh" else en_question_word(kind, sentence[start:end])
     if language == "zh":
         if kind == "quantity":  # keep the measure word: 十三户 -> 多少户
             after = re.sub(r"^[\d〇零一二两三四五六七八九十百千万]+", "", sentence[start:end]) + after
@@ -42,6 +40,13 @@ def template_question(sentence: str, start: int, end: int, kind: str, language: 
         question = f"{before}{wh}{after}?"
     question = normalize(question)
     return question if len(question) >= 8 else None
+
+
+def en_question_word(kind: str, answer: str) -> str:
+    """What asks for the answer in English; a count keeps its unit: "twenty-six years" -> "how many years"."""
+    if kind == "quantity":
+        return re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", answer)
+    return IN_SITU["en"][kind]
 
 
 CLOZE = {"en": "Complete: {prefix} ...", "zh": "补全：{prefix}……"}
@@ -88,7 +93,7 @@ def own_clause(sentence: str, start: int, end: int) -> tuple[int, int] | None:
         return None
     if words[0].islower() and words[0] not in ("the", "a", "an", "in", "on", "at", "by", "after", "from", "until"):
         return None  # a verb phrase ("held the post from 1739 ...") whose subject is in another clause
-    if not any(w.endswith("ed") or w in FINITE_VERBS for w in words if w.islower()):
+    if not any(_is_verb(w) for w in words):
         return None  # a subject cut off from its verb by an appositive ("In 1749 Ysolde Saldane, the daughter ...")
     outside = clause[:start - first] + clause[end - first:]
     if not any(w not in EN_FUNCTION for w in re.findall(r"\b[A-Z][a-z]+", outside)):
@@ -110,11 +115,9 @@ def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None
     if after and not re.match(rf"\s{PREPOSITION}\b", after) or " and " in after:
         return None  # the clause goes on after the answer ("four parts, known as ..."; "... and sailed"): no clean cut
     time = TIME_PHRASE.match(before)
-    tail = " " + _inner(time.group().strip(" ,"), every_word=True) if time else ""
+    tail = " " + time.group()[0].lower() + time.group()[1:].rstrip(" ,") if time else ""  # "In 1766" -> " in 1766"
     before = before[time.end():] if time else before
-    wh = IN_SITU["en"][kind]
-    if kind == "quantity":
-        wh = re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", answer)
+    wh = en_question_word(kind, answer)
     article = r"(?:(?:the|a|an)\s)?"
     adverb = r"(?:(?:also|first|later)\s)?"
     if m := re.fullmatch(rf"{SUBJECT}\s(?P<aux>was|were|is|are)\s{PARTICIPLE}\s(?P<mid>[^,]*?\s)?{PREPOSITION}\s"
@@ -143,16 +146,18 @@ def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None
         subject = subject[1:]
     if subject[0] in EN_FUNCTION or not any(w[0].isupper() and w not in EN_FUNCTION for w in subject):
         return None  # "After Emeric Saldane the Infirmary", "A second one": no named subject to ask about
-    if any(w in FINITE_VERBS or w.endswith("ed") for w in subject if w.islower()):
+    if any(_is_verb(w) for w in subject):
         return None  # the subject ran into a verb ("The tide-clock of Velmoor is | called"): a shape not handled
     return normalize(question[0].upper() + question[1:] + "?")
 
 
-def _inner(phrase: str, every_word: bool = False) -> str:
-    """A phrase moved off the front of its sentence: "The Lazaret" -> "the Lazaret", "In 1766" -> "in 1766";
-    names keep their capital."""
-    if every_word:
-        return phrase[0].lower() + phrase[1:]
+def _is_verb(word: str) -> bool:
+    """A finite verb, as far as a word list and the -ed ending can tell."""
+    return word.islower() and (word.endswith("ed") or word in FINITE_VERBS)
+
+
+def _inner(phrase: str) -> str:
+    """A phrase moved off the front of its sentence: "The Lazaret" -> "the Lazaret"; names keep their capital."""
     return re.sub(r"^(The|A|An)\b", lambda m: m.group().lower(), phrase)
 
 
@@ -169,7 +174,7 @@ def clause_question(sentence: str, start: int, end: int, kind: str, language: st
     question = fronted_question(clause, start - first, end - first, kind)
     if question is None and (first, last) != (0, len(sentence.rstrip(" ,;:."))):
         question = template_question(clause + ".", start - first, end - first, kind, language)
-    return question if question != template_question(sentence, start, end, kind, language) else None
+    return question
 
 
 def template_questions(sentence: str, start: int, end: int, kind: str, language: str) -> dict[str, str | None]:
@@ -177,9 +182,11 @@ def template_questions(sentence: str, start: int, end: int, kind: str, language:
     clause alone ("clause"), the sentence cut where the answer starts ("cloze"), and the whole sentence with
     the answer swapped for a question word ("template"). In this order of preference, when a fact has more
     shapes than it keeps phrasings: the sentence with a hole reads least like what people ask."""
-    return {"clause": clause_question(sentence, start, end, kind, language),
+    template = template_question(sentence, start, end, kind, language)
+    clause = clause_question(sentence, start, end, kind, language)
+    return {"clause": clause if clause != template else None,  # a one-clause sentence: the template asks it
             "cloze": cloze_question(sentence, start, language) if kind != "definition" else None,
-            "template": template_question(sentence, start, end, kind, language)}
+            "template": template}
 
 
 def clause_span(sentence: str, start: int, end: int, min_words: int = 0) -> tuple[int, int]:
