@@ -52,7 +52,7 @@ class Fact:
 class Candidate:
     fact: Fact
     phrasing: int
-    origin: str  # model | template | cloze | clause
+    origin: str  # model | clause | cloze | template | trimmed
     raw: str
     question: str | None = None
     reason: str | None = None
@@ -136,6 +136,8 @@ class QuestionWriter:
             c.reason = c.reason or filters.check_question(c.question, c.fact.key, c.fact.sentence, c.fact.window.text)
         # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
         self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
+        if self.language == "en":
+            candidates += trimmed_candidates(candidates)
         drafts = []
         for w, _ in windows:
             texts, ungrounded = window_texts(w, self.entities, self.config.rewrites, self.config.min_support,
@@ -154,8 +156,9 @@ class QuestionWriter:
         cfg, tok = self.config, self.generator.tokenizer
         jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
-            # The two template shapes take two of the phrasings; started questions by the model the rest.
-            for p in range(min(max(cfg.phrasings - 2, 1), 3)):
+            # The template shapes (clause, cloze, template, trimmed) take three of the phrasings; started
+            # questions by the model the rest, one at least.
+            for p in range(min(max(cfg.phrasings - 3, 1), 3)):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)
                 for c in range(cfg.candidates):
@@ -288,15 +291,35 @@ class Pipeline:
                 "roundtrip": c.reply or None, **c.detail}
 
 
+def trimmed_candidates(candidates: list[Candidate]) -> list[Candidate]:
+    """For each fact, its first accepted question (the model's, the clause's, then the template's) asked without
+    the qualifiers people leave out (questions.trimmed_question), when that is a question it does not have yet."""
+    out, asked = [], {(c.fact.id, c.question) for c in candidates}
+    done = set()
+    for c in candidates:
+        if c.reason or c.fact.id in done:
+            continue
+        question = questions.trimmed_question(c.question, c.fact.key)
+        if question and (c.fact.id, question) not in asked:
+            out.append(Candidate(c.fact, 0, "trimmed", question, question, reply=c.reply))
+            done.add(c.fact.id)
+    return out
+
+
+# Which shape a fact keeps first when it has more than --phrasings: the whole sentence with a hole reads least
+# like what people ask, so it comes last.
+ORIGIN_PREFERENCE = ("model", "clause", "cloze", "trimmed", "template")
+
+
 def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:
-    """First one question of each origin (model, then the template shapes in template_questions' order), then
-    second ones: the phrasings kept for a fact differ in shape, not only in wording."""
+    """First one question of each origin (in ORIGIN_PREFERENCE order), then second ones: the phrasings kept for
+    a fact differ in shape, not only in wording."""
     rank = Counter()
     ranked = []
     for c in candidates:
-        ranked.append((rank[c.origin], c))
+        ranked.append((rank[c.origin], ORIGIN_PREFERENCE.index(c.origin), c))
         rank[c.origin] += 1
-    return [c for _, c in sorted(ranked, key=lambda rc: rc[0])]
+    return [c for *_, c in sorted(ranked, key=lambda r: r[:2])]
 
 
 def run(config, generator=None) -> int:

@@ -189,6 +189,45 @@ def template_questions(sentence: str, start: int, end: int, kind: str, language:
             "template": template}
 
 
+TRAILING_TIME = re.compile(r"\s(?:in|by|from|until|after|before|during)\s(?:about\s)?\d{3,4}"
+                           r"(?:\s(?:to|and)\s\d{3,4})?$")
+WH_WORD = re.compile(r"(?i)\b(?:who|whom|what|which|when|where|how many|how much)\b")
+
+
+def trimmed_question(question: str, key: str) -> str | None:
+    """The question without what people leave out when they ask it: a clause trailing after the question word
+    ("Who invented the dewglass in 1747, because she believed ...?" -> "Who invented the dewglass?") and a
+    closing date that is not the answer; "In which year was X built" also asks "When was X built".
+    A fact asked only with all its qualifiers was not recalled without them (measured on make eval's
+    questions: "Who made the first pulsewheel?" against the trained "Who built the first pulsewheel in 1753?").
+    None when nothing is left out or too little is left to name the fact. English only."""
+    if question.startswith("Complete:") or re.fullmatch(r"(?i)what (?:is|are) an? [^,]+\?", question):
+        return None  # a cloze is a prefix, a definition question is as short as it gets
+    body = question.rstrip(" ?")
+    wh = WH_WORD.search(body)
+    if wh is None:
+        return None
+    cut = re.search(r"[,;]\s", body[wh.end():])
+    if cut and len(body[wh.end() + cut.end():].split()) >= 4 and _has_verb(body[:wh.end() + cut.start()]):
+        body = body[:wh.end() + cut.start()]  # not before a short appositive: "..., the smoking-rack" names it
+    date = TRAILING_TIME.search(body)
+    if date and key not in date.group() and not _is_verb(body[:date.start()].split()[-1]):
+        body = body[:date.start()]  # not after its verb: "... that was finished in 1764"
+    body = re.sub(r"^In which year (?=(?:was|were|did|is|are|had)\s)", "When ", body)
+    words = body.split()
+    named = any(w[0].isupper() and w.strip("'’s") not in EN_FUNCTION for w in words[1:]) or any(
+        len(w) >= 6 and w.islower() for w in words[2:])
+    trimmed = normalize(body + "?")
+    return trimmed if trimmed != question and len(words) >= 4 and named else None
+
+
+def _has_verb(question: str) -> bool:
+    """A verb besides the auxiliary that follows the question word ("When did the Lark of Cassmoor" has none)."""
+    words = re.sub(r"(?i)^(?:in\s)?(?:which year|when|who|what)\s(?:was|were|did|is|are|had|does)\s", "",
+                   question).split()
+    return any(_is_verb(w) or w in PARTICIPLES for w in words)
+
+
 def clause_span(sentence: str, start: int, end: int, min_words: int = 0) -> tuple[int, int]:
     """Where the clause of the sentence that holds the answer span [start, end) starts and ends, widened
     clause by clause (to the right first, which keeps its subject) until it has `min_words` words (CJK: two
