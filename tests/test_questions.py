@@ -3,7 +3,7 @@
 import pytest
 
 from selfinstruct.filters import check_question
-from selfinstruct.questions import key_first_answer, template_question, template_questions
+from selfinstruct.questions import key_first_answer, template_question, template_questions, trimmed_question
 
 
 @pytest.mark.parametrize("sentence, key, kind, expected", [
@@ -101,3 +101,29 @@ def test_no_clause_questions_in_chinese():
     sentence = "苍箬镇由猎户卜怀渊在1186年建立，后来成为集镇。"
     start = sentence.index("卜怀渊")
     assert template_questions(sentence, start, start + 3, "person", "zh")["clause"] is None
+
+
+@pytest.mark.parametrize("question, key, expected", [
+    # a clause trailing after the question word, and a closing date that is not the answer, are left out
+    ("Who invented the dewglass in 1747, because she believed that the strength of tessaline depended on dew?",
+     "Ysolde Saldane", "Who invented the dewglass?"),
+    ("Who built the first pulsewheel in 1753?", "Casimir Dunmoor", "Who built the first pulsewheel?"),
+    ("Hugo Merrivane also founded what, a fund that paid for sick sailors to be nursed?", "Mariners' Bed",
+     "Hugo Merrivane also founded what?"),
+    # "In which year" is also asked "When"
+    ("In which year was the Lazaret built by Lisbet Orrow?", "1739", "When was the Lazaret built by Lisbet Orrow?"),
+    # the date that is the answer stays; a date after its verb stays ("finished in 1764")
+    ("The College meets in a hall on the square of which place that was finished in 1764?", "Harrowmede", None),
+    # a short appositive names what is asked about: not cut
+    ("What had a device of its own, the smoking-rack?", "Lazaret", None),
+    # no verb would be left ("When did the Lark of Cassmoor?"): not cut
+    ("In which year did the Lark of Cassmoor, a fast cutter, carry letters and medicines to the mainland?", "1762",
+     "When did the Lark of Cassmoor, a fast cutter, carry letters and medicines to the mainland?"),
+    # nothing to leave out, a cloze, a definition question, too little left: none
+    ("Who founded the Windrow Ward?", "Ysolde Saldane", None),
+    ("Complete: Casimir Dunmoor built the first pulsewheel in ...", "1753", None),
+    ("What is a pulsewheel?", "a small brass device", None),
+    ("Who built it in 1753?", "Casimir Dunmoor", None),
+])
+def test_trimmed_questions(question, key, expected):
+    assert trimmed_question(question, key) == expected
