@@ -57,8 +57,9 @@ class GenerateConfig:
     window_overlap: int = opt(50, "tokens shared by consecutive windows")
     questions_per_window: int = opt(0, "facts asked about per window; 0 asks about every sentence that holds a "
                                     "name, number, date or definition (two answers each)")
-    phrasings: int = opt(4, "question phrasings kept per fact, of different shapes (a fact only sticks when asked "
-                         "several ways): the model's, and the sentence's own clause, cloze, trimmed and template")
+    phrasings: int = opt(5, "question phrasings kept per fact, of different shapes (a fact only sticks when asked "
+                         "several ways): the model's, the sentence's own clause, cloze and template, and the "
+                         "trimmed and reworded ones made from those")
     candidates: int = opt(1, "model samples per started question; the filters keep the best")
     rewrites: int = opt(4, "restatements of each window (its sentences regrouped around each entity) written to "
                         "texts.jsonl for tune's text mix (measured on make eval's corpus against 1: hand-written "

@@ -52,7 +52,7 @@ class Fact:
 class Candidate:
     fact: Fact
     phrasing: int
-    origin: str  # model | clause | cloze | template | trimmed
+    origin: str  # model | clause | cloze | template | trimmed | reworded
     raw: str
     question: str | None = None
     reason: str | None = None
@@ -137,7 +137,7 @@ class QuestionWriter:
         # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
         self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
         if self.language == "en":
-            candidates += trimmed_candidates(candidates)
+            candidates += derived_candidates(candidates)
         drafts = []
         for w, _ in windows:
             texts, ungrounded = window_texts(w, self.entities, self.config.rewrites, self.config.min_support,
@@ -156,9 +156,9 @@ class QuestionWriter:
         cfg, tok = self.config, self.generator.tokenizer
         jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
-            # The template shapes (clause, cloze, template, trimmed) take three of the phrasings; started
-            # questions by the model the rest, one at least.
-            for p in range(min(max(cfg.phrasings - 3, 1), 3)):
+            # The sentence's own shapes (clause, cloze, trimmed, reworded, template) take four of the phrasings;
+            # started questions by the model the rest, one at least.
+            for p in range(min(max(cfg.phrasings - 4, 1), 3)):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)
                 for c in range(cfg.candidates):
@@ -291,24 +291,29 @@ class Pipeline:
                 "roundtrip": c.reply or None, **c.detail}
 
 
-def trimmed_candidates(candidates: list[Candidate]) -> list[Candidate]:
-    """For each fact, its first accepted question (the model's, the clause's, then the template's) asked without
-    the qualifiers people leave out (questions.trimmed_question), when that is a question it does not have yet."""
-    out, asked = [], {(c.fact.id, c.question) for c in candidates}
-    done = set()
-    for c in candidates:
-        if c.reason or c.fact.id in done:
-            continue
-        question = questions.trimmed_question(c.question, c.fact.key)
-        if question and (c.fact.id, question) not in asked:
-            out.append(Candidate(c.fact, 0, "trimmed", question, question, reply=c.reply))
-            done.add(c.fact.id)
-    return out
+def derived_candidates(candidates: list[Candidate]) -> list[Candidate]:
+    """Two more phrasings per fact, made from its accepted questions when they are new to it: `trimmed`, its
+    first question (the model's, the clause's, then the template's) without the qualifiers people leave out
+    (questions.trimmed_question), and `reworded`, the first of those or the trimmed one with a word swapped for
+    a synonym (questions.reworded_question)."""
+    asked = {(c.fact.id, c.question) for c in candidates}
+    accepted = [c for c in candidates if not c.reason and c.origin != "cloze"]
+    derived: list[Candidate] = []
+    for origin, make in (("trimmed", lambda c: questions.trimmed_question(c.question, c.fact.key)),
+                         ("reworded", lambda c: questions.reworded_question(c.question))):
+        done = set()
+        for c in derived + accepted:  # a trimmed question is reworded first: it is the furthest from the sentence
+            question = None if c.fact.id in done else make(c)
+            if question and (c.fact.id, question) not in asked:
+                derived.append(Candidate(c.fact, 0, origin, question, question, reply=c.reply))
+                asked.add((c.fact.id, question))
+                done.add(c.fact.id)
+    return derived
 
 
 # Which shape a fact keeps first when it has more than --phrasings: the whole sentence with a hole reads least
 # like what people ask, so it comes last.
-ORIGIN_PREFERENCE = ("model", "clause", "cloze", "trimmed", "template")
+ORIGIN_PREFERENCE = ("model", "clause", "cloze", "trimmed", "reworded", "template")
 
 
 def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:

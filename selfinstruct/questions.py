@@ -221,6 +221,38 @@ def trimmed_question(question: str, key: str) -> str | None:
     return trimmed if trimmed != question and len(words) >= 4 and named else None
 
 
+# Words of encyclopedic prose and a plain synonym each, for the reworded phrasing: people rarely ask with the
+# corpus's own verb ("Who made the first pulsewheel?" of "Casimir Dunmoor built the first pulsewheel"). A general
+# list (easy data augmentation's synonym replacement, Wei and Zou 2019); no corpus's words were looked up for it.
+SYNONYMS = dict(" ".join(pair.split()).split(":") for pair in """
+built:made, build:make, constructed:built, construct:build, founded:established, established:founded,
+establish:found, invented:devised, invent:devise, devised:invented, devise:invent, designed:planned, design:plan,
+created:made, create:make, led:headed, lead:head, introduced:brought in, introduce:bring in, discovered:found,
+discover:find, the first:the earliest, the largest:the biggest, the biggest:the largest, began:started,
+begin:start, started:began, finished:completed, completed:finished, named:called, called:named,
+became:turned into, become:turn into, died:passed away, bought:purchased, purchased:bought, wrote:penned,
+governed:ruled, governs:rules, ruled:governed, used:employed, ship:vessel, vessel:ship, physician:doctor,
+doctor:physician, remedy:medicine, medicine:remedy, sailors:seamen, hospital:infirmary, town:settlement,
+island:isle, served as:worked as, known as:called""".split(","))
+SYNONYM_WORD = re.compile(r"(?i)\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b")
+
+
+def reworded_question(question: str) -> str | None:
+    """The question with its first word of SYNONYMS swapped for the synonym ("Who built the first pulsewheel?"
+    -> "Who made the first pulsewheel?"); never inside a name (a capitalised word other than the first) and
+    never in a cloze, which must keep the sentence's words to be completed. None when no word applies."""
+    if question.startswith("Complete:"):
+        return None
+    for m in SYNONYM_WORD.finditer(question):
+        word = m.group()
+        if word[0].isupper() and m.start() > 0:
+            continue  # part of a name: "the First Wallmaster", "Shuttered Weeks Town"
+        synonym = SYNONYMS[word.lower()]
+        synonym = synonym[0].upper() + synonym[1:] if word[0].isupper() else synonym
+        return question[:m.start()] + synonym + question[m.end():]
+    return None
+
+
 def _has_verb(question: str) -> bool:
     """A verb besides the auxiliary that follows the question word ("When did the Lark of Cassmoor" has none)."""
     words = re.sub(r"(?i)^(?:in\s)?(?:which year|when|who|what)\s(?:was|were|did|is|are|had|does)\s", "",

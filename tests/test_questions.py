@@ -3,7 +3,13 @@
 import pytest
 
 from selfinstruct.filters import check_question
-from selfinstruct.questions import key_first_answer, template_question, template_questions, trimmed_question
+from selfinstruct.questions import (
+    key_first_answer,
+    reworded_question,
+    template_question,
+    template_questions,
+    trimmed_question,
+)
 
 
 @pytest.mark.parametrize("sentence, key, kind, expected", [
@@ -127,3 +133,15 @@ def test_no_clause_questions_in_chinese():
 ])
 def test_trimmed_questions(question, key, expected):
     assert trimmed_question(question, key) == expected
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Who built the first pulsewheel?", "Who made the first pulsewheel?"),  # the first word of the list only
+    ("Who introduced the breathing-box?", "Who brought in the breathing-box?"),
+    ("The first Dunmoor still was made in which year?", "The earliest Dunmoor still was made in which year?"),
+    ("What is the First Wallmaster called?", "What is the First Wallmaster named?"),  # never inside a name
+    ("Complete: Casimir Dunmoor built the ...", None),  # a cloze keeps the sentence's words
+    ("In which year did the Island Guild ban it?", None),  # no word of the list
+])
+def test_reworded_questions(question, expected):
+    assert reworded_question(question) == expected
