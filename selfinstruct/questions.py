@@ -1,7 +1,8 @@
 """Questions and answers made from a fact's own sentence, without the model: the answer swapped for a question
 word (template), the sentence cut where the answer starts (cloze), the answer's own clause asked alone, wh-word
-first where the passive allows it (clause), and the key-first answer with its supporting clause. The model's
-questions (prompts.py) are pooled with these, and the same filters judge all."""
+first where the passive allows it (clause), and the key-first answer with its supporting clause. From a fact's
+accepted questions, two more: without trailing qualifiers (trimmed) and with a word swapped for a synonym
+(reworded). The model's questions (prompts.py) are pooled with these, and the same filters judge all."""
 
 from __future__ import annotations
 
@@ -198,8 +199,7 @@ def trimmed_question(question: str, key: str) -> str | None:
     """The question without what people leave out when they ask it: a clause trailing after the question word
     ("Who invented the dewglass in 1747, because she believed ...?" -> "Who invented the dewglass?") and a
     closing date that is not the answer; "In which year was X built" also asks "When was X built".
-    A fact asked only with all its qualifiers was not recalled without them (measured on make eval's
-    questions: "Who made the first pulsewheel?" against the trained "Who built the first pulsewheel in 1753?").
+    A fact asked only with all its qualifiers was not recalled without them (seen on make eval's questions).
     None when nothing is left out or too little is left to name the fact. English only."""
     if question.startswith("Complete:") or re.fullmatch(r"(?i)what (?:is|are) an? [^,]+\?", question):
         return None  # a cloze is a prefix, a definition question is as short as it gets
@@ -222,8 +222,10 @@ def trimmed_question(question: str, key: str) -> str | None:
 
 
 # Words of encyclopedic prose and a plain synonym each, for the reworded phrasing: people rarely ask with the
-# corpus's own verb ("Who made the first pulsewheel?" of "Casimir Dunmoor built the first pulsewheel"). A general
-# list (easy data augmentation's synonym replacement, Wei and Zou 2019); no corpus's words were looked up for it.
+# corpus's own verb ("Who made the first pulsewheel?" of "Casimir Dunmoor built the first pulsewheel"). Synonym
+# replacement as in easy data augmentation (Wei and Zou 2019), from a short general list written by hand instead
+# of a thesaurus (none installs offline). Its author had read make eval's hand-written questions, so the gain
+# measured there may be flattered; the run's own new phrasings, written by the base model, are the check.
 SYNONYMS = dict(" ".join(pair.split()).split(":") for pair in """
 built:made, build:make, constructed:built, construct:build, founded:established, established:founded,
 establish:found, invented:devised, invent:devise, devised:invented, devise:invent, designed:planned, design:plan,
