@@ -19,11 +19,11 @@ def cli(*args, timeout=1500):
 @pytest.mark.slow
 def test_generate_tune_probe_on_the_sample_corpus(tmp_path):
     run = tmp_path / "velmoor"
-    # Three facts a window and one restatement each (4 by default) keep the run small enough for CI: the text
-    # pieces are the longest rows tune trains on. Every fact is still asked in three shapes, and the QA pairs
-    # are mixed with the windows and their restatements, as by default.
+    # Three facts a window, three phrasings each (5 by default) and one restatement each (4 by default) keep the
+    # run small enough for CI: the text pieces are the longest rows tune trains on. Every fact is still asked in
+    # three shapes, and the QA pairs are mixed with the windows and their restatements, as by default.
     cli("generate", str(SAMPLE_EN), "--out", str(run), "--max-windows", "3", "--questions-per-window", "3",
-        "--rewrites", "1")
+        "--phrasings", "3", "--rewrites", "1")
     cli("tune", "--run", str(run))
     probe = cli("probe", "--run", str(run), "--n-absent", "12", "--n-answerable", "12")
     report = json.loads((run / "probe" / "report.json").read_text())
