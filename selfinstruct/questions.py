@@ -247,7 +247,7 @@ def reworded_question(question: str) -> str | None:
         return None
     for m in SYNONYM_WORD.finditer(question):
         word = m.group()
-        if word[0].isupper() and m.start() > 0:
+        if any(w[0].isupper() for w in word.split()[m.start() == 0:]):
             continue  # part of a name: "the First Wallmaster", "Shuttered Weeks Town"
         synonym = SYNONYMS[word.lower()]
         synonym = synonym[0].upper() + synonym[1:] if word[0].isupper() else synonym
