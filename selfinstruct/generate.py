@@ -156,8 +156,8 @@ class QuestionWriter:
         cfg, tok = self.config, self.generator.tokenizer
         jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
-            # The sentence's own shapes (clause, cloze, trimmed, reworded, template) take four of the phrasings;
-            # started questions by the model the rest, one at least.
+            # The sentence's own five shapes (clause, cloze, trimmed, reworded, template) fill the phrasings after
+            # the model's first started question; each phrasing beyond five adds another (three at most).
             for p in range(min(max(cfg.phrasings - 4, 1), 3)):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)
@@ -297,7 +297,7 @@ def derived_candidates(candidates: list[Candidate]) -> list[Candidate]:
     (questions.trimmed_question), and `reworded`, the first of those or the trimmed one with a word swapped for
     a synonym (questions.reworded_question)."""
     asked = {(c.fact.id, c.question) for c in candidates}
-    accepted = [c for c in candidates if not c.reason and c.origin != "cloze"]
+    accepted = [c for c in candidates if not c.reason]  # both makers pass over a cloze: it keeps its own words
     derived: list[Candidate] = []
     for origin, make in (("trimmed", lambda c: questions.trimmed_question(c.question, c.fact.key)),
                          ("reworded", lambda c: questions.reworded_question(c.question))):
