@@ -272,8 +272,10 @@ def run(config) -> int:
     cache.remove()
     print(report.format_table(summary), file=sys.stderr)
     if summary.get("user"):
+        models_shown = ("base", "tuned", "gated")
         print(f"\nyour questions ({config.questions}):\n{report.format_table(summary['user'])}\n"
-              f"{report.origin_table(summary['user'], ('base', 'tuned', 'gated'))}", file=sys.stderr)
+              f"{report.interval_line(summary['user'], models_shown)}\n"
+              f"{report.origin_table(summary['user'], models_shown)}", file=sys.stderr)
     if (summary["tuned"]["empty_rate"] or 0) >= 0.5:
         print("probe: the tuned model ends most replies before a word: the adapter had too few optimizer steps "
               "to learn the answer format (run tune with more --epochs)", file=sys.stderr)

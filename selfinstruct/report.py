@@ -36,6 +36,16 @@ def _share(rows, key, value):
     return round(sum(r.get(key) == value for r in rows) / len(rows), 4) if rows else None
 
 
+def wilson(rate: float | None, n: int, z: float = 1.96) -> list[float] | None:
+    """The 95% Wilson score interval of a share measured on n questions: on make eval's 60 answerable ones,
+    0.20 means anything from 0.12 to 0.32, and two runs of the same code have differed by 0.08."""
+    if rate is None or n == 0:
+        return None
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((rate * (1 - rate) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
 def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), reference: str = "tuned") -> dict:
     mine = [p for p in probes if p["kind"] in kinds]
     absent = [p["results"][model] for p in mine if not p["answerable"]]
@@ -59,6 +69,9 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
            "paraphrase_key_accuracy": by_origin("paraphrase", "key_match"),
            "right_rate": _share([r for r in results if r.get("outcome")], "outcome", "right"),
            "wrong_rate": _share([r for r in absent + results if r.get("outcome")], "outcome", "wrong")}
+    judged = {"right_rate": len([r for r in results if r.get("outcome")]), "refusal_rate": len(absent),
+              "wrong_rate": len([r for r in absent + results if r.get("outcome")])}
+    out["intervals"] = {key: wilson(out[key], n) for key, n in judged.items()}
     # Does the model refuse what it was not taught more than what it was? A uniform refusal habit scores 0.
     refused, over_refused = out["refusal_rate"], out["over_refusal_rate"]
     out["selectivity"] = None if refused is None or over_refused is None else round(refused - over_refused, 4)
@@ -121,6 +134,17 @@ def format_table(summary: dict, models=("base", "tuned", "gated")) -> str:
     return "\n".join(lines)
 
 
+def interval_line(summary: dict, models) -> str:
+    """How far each headline rate could move by chance alone: one line under a table of few questions."""
+    models = [m for m in models if summary.get(m)]
+    parts = []
+    for key, label in (("right_rate", "right"), ("refusal_rate", "refused absent"), ("wrong_rate", "wrong")):
+        cells = [f"{m} {iv[0]:.2f}-{iv[1]:.2f}" for m in models if (iv := summary[m].get("intervals", {}).get(key))]
+        if cells:
+            parts.append(f"{label}: {', '.join(cells)}")
+    return f"95% intervals (Wilson): {'; '.join(parts)}" if parts else ""
+
+
 def origin_table(summary: dict, models) -> str:
     """Refusal of each kind of absent question, and key accuracy of each kind of answerable one."""
     models = [m for m in models if summary.get(m)]
@@ -148,7 +172,7 @@ def markdown(summary: dict, models: list[str]) -> str:
     parts += [format_table(summary, models), "", "### By origin", "", origin_table(summary, models), ""]
     if summary.get("user"):
         parts += ["## Your probe set", "", format_table(summary["user"], models), "",
-                  origin_table(summary["user"], models), ""]
+                  interval_line(summary["user"], models), "", origin_table(summary["user"], models), ""]
     parts += ["## Five worst hallucinations of the tuned model", ""]
     if not summary["worst_hallucinations"]:
         parts.append("None: the tuned model refused every absent-entity probe.")

@@ -7,7 +7,7 @@ from selfinstruct.cli import main
 from selfinstruct.entities import corpus_entities
 from selfinstruct.negatives import name_share
 from selfinstruct.probe import Probe, absent_probes, is_refusal, judge
-from selfinstruct.report import metrics, write
+from selfinstruct.report import interval_line, metrics, wilson, write
 
 from .conftest import SAMPLE_EN, SAMPLE_ZH
 
@@ -189,6 +189,24 @@ def test_refusing_model_passes_the_gate_and_user_probe_file_is_its_own_section(t
     assert report["tuned"]["hallucination_rate"] == 0.0 and report["tuned"]["refusal_rate"] == 1.0
     assert report["user"]["tuned"]["n_absent"] == 1 and report["user"]["tuned"]["over_refusal_rate"] == 1.0
     assert "Your probe set" in (run / "probe" / "report.md").read_text()
+    assert report["user"]["tuned"]["intervals"]["refusal_rate"] == wilson(1.0, 1)
+    assert "95% intervals (Wilson): " in (run / "probe" / "report.md").read_text()
+
+
+def test_wilson_interval_holds_the_rate_and_narrows_with_more_questions():
+    assert wilson(None, 60) is None and wilson(0.5, 0) is None
+    low, high = wilson(0.2, 60)
+    assert low < 0.2 < high and (round(low, 2), round(high, 2)) == (0.12, 0.32)  # the textbook interval
+    assert wilson(0.0, 60)[0] == 0.0 and wilson(1.0, 60)[1] == 1.0  # never outside [0, 1], never zero wide
+    assert wilson(0.0, 60)[1] > 0.0
+    assert wilson(0.2, 600)[1] - wilson(0.2, 600)[0] < high - low
+
+
+def test_interval_line_names_each_model_and_rate():
+    summary = {model: metrics(fake_probes(), model) for model in ("base", "tuned")}
+    line = interval_line(summary, ("base", "tuned", "gated"))  # no gated model here: left out, not an error
+    assert line.startswith("95% intervals (Wilson): refused absent: ") and "gated" not in line  # no outcomes: no right
+    assert f"tuned {wilson(0.5, 4)[0]:.2f}-{wilson(0.5, 4)[1]:.2f}" in line  # refused 2 of 4 absent
 
 
 def test_chinese_run_gets_chinese_probes(tmp_path, tiny_model, fake_engine, monkeypatch):
