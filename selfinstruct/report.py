@@ -38,7 +38,7 @@ def _share(rows, key, value):
 
 def wilson(rate: float | None, n: int, z: float = 1.96) -> list[float] | None:
     """The 95% Wilson score interval of a share measured on n questions: on make eval's 60 answerable ones,
-    0.20 means anything from 0.12 to 0.32, and two runs of the same code have differed by 0.08."""
+    0.20 means anything from 0.12 to 0.32, and two make eval runs of the same defaults differed by 0.08."""
     if rate is None or n == 0:
         return None
     centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
