@@ -51,6 +51,8 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
     absent = [p["results"][model] for p in mine if not p["answerable"]]
     answerable = [p for p in mine if p["answerable"]]
     results = [p["results"][model] for p in answerable]
+    judged_answerable = [r for r in results if r.get("outcome")]  # a user's question without a key has none
+    judged_all = [r for r in absent + results if r.get("outcome")]
 
     def by_origin(origin, key):
         return _mean([p["results"][model].get(key) for p in answerable if p["origin"] == origin])
@@ -67,11 +69,10 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
            "key_accuracy": _mean([r.get("key_match") for r in results]),
            "verbatim_key_accuracy": by_origin("verbatim", "key_match"),
            "paraphrase_key_accuracy": by_origin("paraphrase", "key_match"),
-           "right_rate": _share([r for r in results if r.get("outcome")], "outcome", "right"),
-           "wrong_rate": _share([r for r in absent + results if r.get("outcome")], "outcome", "wrong")}
-    judged = {"right_rate": len([r for r in results if r.get("outcome")]), "refusal_rate": len(absent),
-              "wrong_rate": len([r for r in absent + results if r.get("outcome")])}
-    out["intervals"] = {key: wilson(out[key], n) for key, n in judged.items()}
+           "right_rate": _share(judged_answerable, "outcome", "right"),
+           "wrong_rate": _share(judged_all, "outcome", "wrong")}
+    counts = {"right_rate": len(judged_answerable), "refusal_rate": len(absent), "wrong_rate": len(judged_all)}
+    out["intervals"] = {key: wilson(out[key], n) for key, n in counts.items()}
     # Does the model refuse what it was not taught more than what it was? A uniform refusal habit scores 0.
     refused, over_refused = out["refusal_rate"], out["over_refusal_rate"]
     out["selectivity"] = None if refused is None or over_refused is None else round(refused - over_refused, 4)
