@@ -261,7 +261,8 @@ class Pipeline:
         """Pairs whose question names something absent from the corpus and whose answer is the refusal: a real
         question of this window with its entity swapped. Two in three swap in a name that looks like the
         corpus (recombined from its own name parts) or a real-world one, from the training share of those
-        names (probe and the gate's calibration draw from other shares); the rest a syllable-invented name."""
+        names (probe and the gate's calibration draw from other shares); the rest, and any those names run short
+        of (each is used once), a syllable-invented name."""
         want = round(self.config.unanswerable_ratio * self.run.answerable) - self.run.refused
         rng = random.Random(seed_for(self.config.seed, "refusal", window.index))
         corpus_lower, entities = self.run.corpus_lower, self.run.entities
