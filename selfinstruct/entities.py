@@ -140,6 +140,71 @@ def find_mentions(sentence: str, entities: dict[str, str]) -> list[tuple[int, in
     return sorted(spans)
 
 
+PRONOUN = re.compile(r"\b(?:[Ii]ts?|[Hh]e|[Ss]he|[Hh]is)\b")
+# Where a sentence's main clause ends; a pronoun after it may stand for a name of its own sentence.
+SUBCLAUSE = re.compile(r"[,;:]|\b(?:that|which|who|whose|because|where|when|while|until|after|before)\b")
+OPENING = re.compile(r"(?:(?:In|By|After|Before|From|Until|During)\s[^,]*?\b\d{3,4},?\s+)?(?:[Tt]he\s+)?")
+# "It was said that ...": an "it" that stands for nothing.
+EXPLETIVE_IT = re.compile(r"(?i)\bit\s+(?:is|was)\s+(?:said|thought|believed|known|likely|possible|clear|common|"
+                          r"usual|customary|necessary|true)\b")
+
+
+def resolve_pronouns(sentences: list[str], entities: dict[str, str], language: str) -> list[str]:
+    """Each sentence with its leading "it", "its", "he", "she" or "his" replaced by the name it stands for, so
+    that a fact sentence says what it is about ("Emeric Saldane founded it in 1723, and it opened with forty
+    beds" -> "... founded the Harrowmede Infirmary in 1723, and the Harrowmede Infirmary opened ...") and so do
+    the questions made from it: a question about "it" asks about nothing a person can name. Only where the
+    antecedent is plain, since a wrong guess would teach a false fact: the pronoun is in the sentence's main
+    clause (or opens a clause joined to it by "and"), it stands for the subject of the sentence before, named at
+    its start, of the pronoun's sort (a person for he/she, the only person named there), and no name of that
+    sort comes earlier in its own sentence. English only; other languages come back as given."""
+    if language != "en":
+        return list(sentences)
+    resolved: list[str] = []
+    for sentence in sentences:
+        previous = resolved[-1] if resolved else ""
+        resolved.append(sentence if EXPLETIVE_IT.search(sentence) else _resolve(sentence, previous, entities))
+    return resolved
+
+
+def _resolve(sentence: str, previous: str, entities: dict[str, str]) -> str:
+    antecedent = _subject(previous, entities)
+    if antecedent is None:
+        return sentence
+    name, is_person = antecedent
+    clause_end = next((m.start() for m in SUBCLAUSE.finditer(sentence) if m.start() > 0), len(sentence))
+    pronouns = [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in ("he", "she", "his")) == is_person]
+    if not pronouns or pronouns[0].start() > clause_end:
+        return sentence
+    if any(s < pronouns[0].start() and (kind == "person") == is_person for s, _, kind in find_mentions(
+            sentence, entities)):
+        return sentence  # it may stand for a name of its own sentence
+    pronouns = [pronouns[0]] + [m for m in pronouns[1:] if re.search(r"(?:,\s*and|;)\s+$", sentence[:m.start()])]
+    for m in reversed(pronouns):  # from the end, so earlier offsets stay right
+        word = name + ("'s" if m.group().lower() in ("its", "his") else "")
+        if m.start() == 0:
+            word = word[0].upper() + word[1:]
+        sentence = sentence[:m.start()] + word + sentence[m.end():]
+    return sentence
+
+
+def _subject(sentence: str, entities: dict[str, str]) -> tuple[str, bool] | None:
+    """The name the sentence opens with (after a leading time phrase), with its "the", and whether it is a
+    person; None when it opens otherwise, or names a person beside another (which one "she" means is a guess)."""
+    mentions = find_mentions(sentence, entities)
+    if not mentions or not OPENING.fullmatch(sentence[:mentions[0][0]]):
+        return None
+    start, end, kind = mentions[0]
+    if kind == "person" and sum(k == "person" for _, _, k in mentions) > 1:
+        return None
+    name = sentence[start:end]
+    if name.startswith("The "):
+        name = "the " + name[4:]
+    elif sentence[:start].endswith(("the ", "The ")):
+        name = "the " + name
+    return name, kind == "person"
+
+
 def check_absent(name: str, corpus_lower: str, entities: dict[str, str]) -> Absence:
     exact = name.lower() not in corpus_lower
     closest, similarity = "", 0.0

@@ -24,7 +24,7 @@ from . import filters, prompts, questions
 from .backends import Sampling
 from .config import UserError
 from .corpus import SENTENCE_ENDINGS, Window, split_sentences
-from .entities import answer_spans, swap_in_invented
+from .entities import answer_spans, resolve_pronouns, swap_in_invented
 from .generate_run import GenerateRun, open_run
 from .negatives import swap_in_absent
 from .rewrites import window_texts
@@ -39,7 +39,7 @@ PRONOUN_START = ("He ", "She ", "It ", "They ", "This ", "These ", "Those ", "Hi
 class Fact:
     id: str
     window: Window
-    sentence: str  # original text of the sentence holding the answer
+    sentence: str  # the sentence holding the answer, its leading pronouns replaced by their names
     start: int  # sentence span in the corpus
     end: int
     key: str  # the answer span
@@ -92,10 +92,13 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
     """Answers to ask about: with `n` 0, every sentence that holds a name, number, date or definition gets up
     to KEYS_PER_SENTENCE of them; otherwise up to `n`, one per sentence before any sentence gets a second.
     Either way they spread over answer kinds. Sentences wholly inside the previous window's overlap belong to
-    that window's pool and are skipped here."""
+    that window's pool and are skipped here. A sentence's leading pronouns are first replaced by the names they
+    plainly stand for (resolve_pronouns); one that still opens with a pronoun is skipped."""
     by_sentence = []
-    for start, end in split_sentences(window.text, window.start):
-        sentence = window.text[start - window.start:end - window.start]
+    spans = split_sentences(window.text, window.start)
+    sentences = resolve_pronouns([window.text[s - window.start:e - window.start] for s, e in spans], entities,
+                                 language)
+    for (start, end), sentence in zip(spans, sentences, strict=True):
         if end <= seen_until or not sentence.endswith(SENTENCE_ENDINGS):
             continue  # already seen, or a heading
         if len(filters.tokens(sentence)) < 6 or sentence.startswith(PRONOUN_START):

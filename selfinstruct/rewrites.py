@@ -8,7 +8,7 @@ import random
 
 from . import filters
 from .corpus import SENTENCE_ENDINGS, Window, normalize, split_sentences
-from .entities import find_mentions
+from .entities import find_mentions, resolve_pronouns
 
 
 def window_texts(window: Window, entities: dict, rewrites: int, min_support: float, seed: int, language: str
@@ -18,9 +18,9 @@ def window_texts(window: Window, entities: dict, rewrites: int, min_support: flo
     sentences around each entity in turn ("Ilka Tamsell: ... "), so each fact is also named from its other
     side, in a new order every time. Each is checked against the window by the support filter; the ones that
     fail come back as rejects."""
-    sentences = [window.text[s - window.start:e - window.start]
-                 for s, e in split_sentences(window.text, window.start)]
-    sentences = [normalize(x) for x in sentences if x.endswith(SENTENCE_ENDINGS)]
+    sentences = resolve_pronouns([normalize(window.text[s - window.start:e - window.start])
+                                  for s, e in split_sentences(window.text, window.start)], entities, language)
+    sentences = [x for x in sentences if x.endswith(SENTENCE_ENDINGS)]
     about: dict[str, list[str]] = {}
     for sentence in sentences:
         for s, e, _ in find_mentions(sentence, entities):

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from selfinstruct.entities import KINDS, answer_spans, check_absent, corpus_entities, invent_names
+from selfinstruct.entities import KINDS, answer_spans, check_absent, corpus_entities, invent_names, resolve_pronouns
 
 from .conftest import SAMPLE_EN, SAMPLE_ZH
 
@@ -122,3 +122,45 @@ def test_keys_are_whole_names():
     entities = corpus_entities(text, "en")
     assert {"Cirque du Soleil", "Hemsworth", "Mara Hemsworth", "Isle of Seim"} <= set(entities)
     assert not any(name.endswith(("'s", "’s")) or name == "Cirque" for name in entities)
+
+
+PEOPLE_AND_PLACES = {"Harrowmede Infirmary": "place", "Emeric Saldane": "person", "Gannet Reach": "place",
+                     "Tobias Varrance": "person", "Herbarium": "org", "Odile Varrance": "person",
+                     "Lisbet Orrow": "person", "Still Time": "thing"}
+
+
+@pytest.mark.parametrize("previous, sentence, resolved", [
+    # "it" in the main clause, and again as the subject of a clause joined by "and"
+    ("The Harrowmede Infirmary is the hospital of the isle.",
+     "Emeric Saldane founded it in 1723 beside Gannet Reach, and it opened with forty beds.",
+     "Emeric Saldane founded the Harrowmede Infirmary in 1723 beside Gannet Reach, and the Harrowmede Infirmary "
+     "opened with forty beds."),
+    ("In 1740 Tobias Varrance became Keeper.", "He founded the Herbarium.", "Tobias Varrance founded the Herbarium."),
+    ("The Harrowmede Infirmary stands by the sea.", "Its first ward held ten beds.",
+     "The Harrowmede Infirmary's first ward held ten beds."),
+])
+def test_pronouns_are_replaced_by_the_subject_of_the_sentence_before(previous, sentence, resolved):
+    assert resolve_pronouns([previous, sentence], PEOPLE_AND_PLACES, "en") == [previous, resolved]
+
+
+@pytest.mark.parametrize("previous, sentence", [
+    # two people before "She": which one is a guess
+    ("Odile Varrance and Emeric Saldane landed in 1709.", "She planted the garden."),
+    # the sentence before opens with no name
+    ("In those years a fever came.", "It spread to the Harrowmede Infirmary."),
+    # the pronoun's sort is named earlier in its own sentence: it may stand for that
+    ("The Harrowmede Infirmary is old.", "Beside Gannet Reach it grew."),
+    ("Emeric Saldane was a physician.", "Tobias Varrance succeeded his aunt."),
+    # after the main clause ("that", a comma): too far to guess
+    ("Lisbet Orrow fixed the Still Time.", "Lisbet Orrow believed that it kept the fever out."),
+    ("The Harrowmede Infirmary grew.", "By 1760 the beds, each with its own lamp, were full."),
+    # an "it" that stands for nothing
+    ("The Harrowmede Infirmary grew.", "It was said that the beds were full."),
+])
+def test_pronouns_whose_name_is_a_guess_stay(previous, sentence):
+    assert resolve_pronouns([previous, sentence], PEOPLE_AND_PLACES, "en") == [previous, sentence]
+
+
+def test_other_languages_come_back_as_given():
+    sentences = ["苍箬镇由卜怀渊建立。", "它在河边。"]
+    assert resolve_pronouns(sentences, {"苍箬镇": "place"}, "zh") == sentences

@@ -322,3 +322,13 @@ def test_the_single_machine_path_never_imports_ray():
               "print('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                           cwd=REPO).stdout.strip() == "False"
+
+
+def test_a_sentence_that_opens_with_a_pronoun_is_asked_about_by_its_name():
+    text = "The Skellow Lazaret stands on Skellow Islet. It was built in 1739 and has thirty cells."
+    entities = corpus_entities(text * 3, "en")
+    facts = pick_facts(Window(0, 0, len(text), text), -1, entities, "en", n=0, seed=0)
+    second = [f for f in facts if f.start > 0]
+    assert len(second) == 2 and "1739" in {f.key for f in second}  # it was skipped as not self-contained
+    assert all(f.sentence.startswith("The Skellow Lazaret was built in 1739") for f in second)
+    assert all(f.sentence[f.key_start:f.key_end] == f.key for f in second)
