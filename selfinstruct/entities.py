@@ -168,6 +168,8 @@ def resolve_pronouns(sentences: list[str], entities: dict[str, str], language: s
 
 
 def _resolve(sentence: str, previous: str, entities: dict[str, str]) -> str:
+    if not PRONOUN.search(sentence):
+        return sentence  # most sentences: no need to look for names in the one before
     antecedent = _subject(previous, entities)
     if antecedent is None:
         return sentence
