@@ -10,6 +10,7 @@ one story; the calibration itself lives in gate.py."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import math
 import random
@@ -103,7 +104,7 @@ def device_settings(on: str, batch_size: int, micro_batch_size: int | None = Non
     out there). CPU (measured on the embedded model, README "Performance"): no gradient checkpointing and no
     autocast (the weights are already in the compute dtype), micro-batches of 4 with gradient accumulation:
     2x trl's defaults at about their peak RSS (micro-batches of 2: 1.8x at 0.8x the RSS). Paged optimizers
-    need CUDA."""
+    need CUDA, and bitsandbytes: plain LoRA (--quantization none) on a GPU without it gets torch's AdamW."""
     if on == "cuda":
         import torch
 
@@ -111,7 +112,8 @@ def device_settings(on: str, batch_size: int, micro_batch_size: int | None = Non
 
         micro = micro_batch_size or batch_size
         bf16 = compute_dtype("cuda") == torch.bfloat16  # fp16 on GPUs without bf16 (T4, V100)
-        return {"optim": "paged_adamw_32bit", "gradient_checkpointing": True, "bf16": bf16, "fp16": not bf16,
+        optim = "paged_adamw_32bit" if importlib.util.find_spec("bitsandbytes") else "adamw_torch"
+        return {"optim": optim, "gradient_checkpointing": True, "bf16": bf16, "fp16": not bf16,
                 "per_device_train_batch_size": micro, "gradient_accumulation_steps": batch_size // micro}
     micro = micro_batch_size or max(d for d in range(1, min(batch_size, 4) + 1) if batch_size % d == 0)
     return {"optim": "adamw_torch", "gradient_checkpointing": False, "bf16": False, "use_cpu": True,

@@ -55,6 +55,20 @@ def trainer_for(path, recs, held_out=(), epochs=1.0, lr=2e-4, out=None, on="cpu"
                         device_settings(on, 8))
 
 
+def test_cuda_settings_page_the_optimizer_only_where_bitsandbytes_is(monkeypatch):
+    import importlib.util
+
+    import selfinstruct.models
+
+    monkeypatch.setattr(selfinstruct.models, "compute_dtype", lambda on=None: torch.bfloat16)
+    assert device_settings("cuda", 8)["optim"] == "paged_adamw_32bit"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    settings = device_settings("cuda", 8)
+    assert settings["optim"] == "adamw_torch" and settings["bf16"] and settings["gradient_checkpointing"]
+
+
 def test_split_keeps_whole_windows_apart():
     recs = [{"window": w, "id": f"{w}-{k}"} for w in range(20) for k in range(3)]
     train, held = split_by_window(recs, 0.2, seed=1)
