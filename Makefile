@@ -47,10 +47,10 @@ eval: setup
 	$(BIN)/selfinstruct tune --run $(EVAL_RUN)
 	$(BIN)/selfinstruct probe --run $(EVAL_RUN) --questions $(EVAL_CORPUS:.txt=.questions.jsonl)
 
-# What each part of the training set adds (README "Ablation"): one generate with 4 restatements, then a tune
+# What each part of the training set adds (README "Ablation"): one generate with 8 restatements, then a tune
 # and probe per row. Hours on a 2-core CPU, minutes on a GPU. ABLATION_ARGS="--seeds 0,1 -- --epochs 5" etc.
 ablation: setup
-	$(BIN)/selfinstruct generate $(EVAL_CORPUS) --out outputs/ablation/source --rewrites 4 --overwrite
+	$(BIN)/selfinstruct generate $(EVAL_CORPUS) --out outputs/ablation/source --rewrites 8 --overwrite
 	$(BIN)/python -m selfinstruct.ablation outputs/ablation/source $(EVAL_CORPUS:.txt=.questions.jsonl) $(ABLATION_ARGS)
 
 bench: setup
