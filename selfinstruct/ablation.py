@@ -103,13 +103,16 @@ def chart(results: list[dict], path: Path) -> None:
     for offset, (key, label) in enumerate((("hand_key_accuracy", "hand-written key accuracy"),
                                            ("own_new_phrasings", "new phrasings key accuracy"),
                                            ("hand_wrong", "hand-written wrong"))):
-        means = [mean(r[key] for r in results if r["row"] == row) for row in rows]
-        ax.bar([i + 0.27 * (offset - 1) for i in range(len(rows))], means, width=0.27, label=label)
+        values = [[r[key] for r in results if r["row"] == row] for row in rows]
+        means = [mean(v) for v in values]
+        spans = [[mean(v) - min(v) for v in values], [max(v) - mean(v) for v in values]]
+        ax.bar([i + 0.27 * (offset - 1) for i in range(len(rows))], means, width=0.27, label=label,
+               yerr=spans, capsize=2)  # the whiskers span the seeds: one run says little (README)
     ax.set_xticks(range(len(rows)), [LABELS[row].replace(", ", ",\n").replace(" + ", "\n+ ") for row in rows],
                   fontsize=7)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title("what each part of the training set adds (mean over seeds)")
+    ax.set_title("what each part of the training set adds (mean and range over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

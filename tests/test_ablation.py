@@ -1,6 +1,6 @@
 import json
 
-from selfinstruct.ablation import make_row, table
+from selfinstruct.ablation import chart, make_row, table
 from selfinstruct.runs import read_jsonl
 
 
@@ -48,3 +48,9 @@ def test_a_row_run_with_several_seeds_gets_its_mean_and_range():
     assert len(lines) == 6
     assert lines[5] == ("| + window text + 8 restatements | mean of 2 | 465 (465-465) | 0.25 (0.20-0.30) "
                         "| 0.40 (0.40-0.40) | 0.60 (0.60-0.60) | 0.30 (0.30-0.30) |")
+
+
+def test_the_chart_draws_each_rows_mean_and_seed_range(tmp_path):
+    result = {"row": "rw8", "seed": 0, "hand_key_accuracy": 0.2, "own_new_phrasings": 0.4, "hand_wrong": 0.3}
+    chart([result, {**result, "seed": 1, "hand_key_accuracy": 0.3}, {**result, "row": "pairs"}], tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
