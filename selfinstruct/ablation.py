@@ -74,6 +74,14 @@ def run_row(target: Path, row: str, seed: int, questions: Path, tune_flags: list
             "own_verbatim": tuned["verbatim_key_accuracy"]}
 
 
+def by_row(results: list[dict]) -> dict[str, list[dict]]:
+    """Each row's results (one per seed), rows in the order they ran."""
+    grouped: dict[str, list[dict]] = {}
+    for r in results:
+        grouped.setdefault(r["row"], []).append(r)
+    return grouped
+
+
 def spread(values: list[float], form: str) -> str:
     return f"{mean(values):{form}} ({min(values):{form}}-{max(values):{form}})"
 
@@ -84,8 +92,7 @@ def table(results: list[dict]) -> str:
     lines = ["| training set | seed | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for r in results:
         lines.append(f"| {LABELS[r['row']]} | {r['seed']} | " + " | ".join(str(r[c]) for c in COLUMNS) + " |")
-    for row in dict.fromkeys(r["row"] for r in results):
-        runs = [r for r in results if r["row"] == row]
+    for row, runs in by_row(results).items():
         if len(runs) > 1:
             cells = [spread([r[c] for r in runs], ".0f" if c == "steps" else ".2f") for c in COLUMNS]
             lines.append(f"| {LABELS[row]} | mean of {len(runs)} | " + " | ".join(cells) + " |")
@@ -98,14 +105,16 @@ def chart(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(dict.fromkeys(r["row"] for r in results))
+    groups = by_row(results)
+    rows = list(groups)
     fig, ax = plt.subplots(figsize=(8, 4))
     for offset, (key, label) in enumerate((("hand_key_accuracy", "hand-written key accuracy"),
                                            ("own_new_phrasings", "new phrasings key accuracy"),
                                            ("hand_wrong", "hand-written wrong"))):
-        values = [[r[key] for r in results if r["row"] == row] for row in rows]
+        values = [[r[key] for r in runs] for runs in groups.values()]
         means = [mean(v) for v in values]
-        spans = [[mean(v) - min(v) for v in values], [max(v) - mean(v) for v in values]]
+        spans = [[m - min(v) for m, v in zip(means, values, strict=True)],
+                 [max(v) - m for m, v in zip(means, values, strict=True)]]
         ax.bar([i + 0.27 * (offset - 1) for i in range(len(rows))], means, width=0.27, label=label,
                yerr=spans, capsize=2)  # the whiskers span the seeds: one run says little (README)
     ax.set_xticks(range(len(rows)), [LABELS[row].replace(", ", ",\n").replace(" + ", "\n+ ") for row in rows],
