@@ -149,6 +149,8 @@ class TuneConfig:
                      "0.26 vs 0.13)")
     gate: bool = opt(True, "calibrate a confidence gate at the end (adapter/gate.json)")
     gate_target: float = opt(0.1, "share of held-out questions the tuned model gets right that the gate may refuse")
+    gate_names: bool = opt(True, "the gate also refuses a question naming something the corpus never mentions "
+                           "(English; the corpus's names go into gate.json)")
     strict: bool = opt(False, "refuse a qa.jsonl with malformed lines instead of skipping them")
     merge: bool = opt(False, "write merged/: the adapter folded into the base it trained on (no LoRA needed)")
 

@@ -355,3 +355,56 @@ def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list
             if not trivial and all(match.end() <= s or match.start() >= e for s, e, _ in spans):
                 spans.append((match.start(), match.end(), kind))
     return sorted(spans)
+
+
+def name_inventory(text: str, language: str) -> list[str]:
+    """Every capitalised run of the corpus, lowercased, headings and sentence starts included: the names the
+    gate's name check knows (NameCheck). Empty for Chinese, which has no capitals to find a name by."""
+    if language == "zh":
+        return []
+    spans = [m.group() for m in EN_NAME.finditer(text)] + ACRONYM.findall(text)
+    return sorted({re.sub(r"^the ", "", " ".join(_name_words(span))) for span in spans} - {""})
+
+
+ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # NASA, UNESCO: names EN_NAME's capitalised words miss
+
+
+def _name_words(span: str) -> list[str]:
+    """A name's words, lowercased, without possessive endings: "Saldane's Quiet" -> ["saldane", "quiet"]."""
+    return [POSSESSIVE.sub("", w.replace("’", "'")).lower() for w in span.split()]
+
+
+class NameCheck:
+    """Which names in a question the corpus never mentions. A name is known when its words run, in order, inside
+    a capitalised run of the corpus ("Quennock" of "The Isle of Quennock"); "Emeric Varrance", made of two
+    known names' parts, is not. Two known names joined by "of" are known ("the first President of the College of
+    Physic") unless the corpus has names of the first one's shape ("the Assembly of Oars" makes "the Assembly of
+    Chandlers" a new name, not a title and a place). A question's first word is capitalised anyway, so it counts
+    as part of a name only when the corpus has it ("Founder of the Herbarium?" names only the Herbarium)."""
+
+    def __init__(self, inventory: list[str]):
+        self.known = {" ".join(words[i:j]) for words in map(str.split, inventory)
+                      for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+        self.heads_of = {" ".join(words[i:j]) for words in map(str.split, inventory)
+                         for j, w in enumerate(words) if w == "of" for i in range(j)}
+
+    def unknown(self, question: str) -> list[str]:
+        names = []
+        for m in [*EN_NAME.finditer(question), *ACRONYM.finditer(question)]:
+            words = _name_words(m.group())
+            while words and (words[0] in ("the", "of") or words[0].title() in EN_FUNCTION):
+                words = words[1:]
+            if words and SENTENCE_START.search(question[:m.start()][-3:]) and words[0] not in self.known:
+                words = words[1:]  # "Founder", "Doses", "Complete": capitalised because they open the question
+                while words and words[0] in ("the", "of"):
+                    words = words[1:]
+            if words and not self._known(words):
+                names.append(" ".join(words))
+        return names
+
+    def _known(self, words: list[str]) -> bool:
+        if " ".join(words) in self.known:
+            return True
+        links = [i for i, w in enumerate(words)
+                 if w == "of" and 0 < i < len(words) - 1 and " ".join(words[:i]) not in self.heads_of]
+        return any(self._known(words[:i]) and self._known(words[i + 1 + (words[i + 1] == "the"):]) for i in links)

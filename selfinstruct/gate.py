@@ -7,15 +7,21 @@ Signals (each also computed with the adapter off, as the base-model control: a s
 well tracks how odd a question looks, not what the tuned model knows):
 - margin: mean log-prob of the model's own greedy answer minus that of the refusal, both after the question.
   The tuned model was trained to refuse absent things, so how far it leans towards its answer is its belief.
-- answer_logprob: mean log-prob of its own greedy answer alone (SliCK-style confidence in what it says)."""
+- answer_logprob: mean log-prob of its own greedy answer alone (SliCK-style confidence in what it says).
+Beside the signal, the name check: a question naming something the corpus never mentions (entities.NameCheck,
+against the corpus's names saved in gate.json) is refused whatever its score. The tuned model leans towards an
+answer for a made-up name that looks like the corpus's own (one person's given name with another's family name)
+as much as for a real one; the corpus itself says plainly that it never names it."""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
+from .entities import NameCheck, name_inventory
 from .runs import Manifest, read_json, write_json, write_jsonl
 
 SIGNALS = ("margin", "answer_logprob")
@@ -36,7 +42,7 @@ def choose_threshold(known_scores: list[float], target: float) -> float:
     """The score under which `target` of the known questions fall: the gate refuses at most that share of
     what the raw model answers right."""
     ranked = sorted(known_scores)
-    index = math.floor(target * len(ranked))
+    index = math.floor(target * len(ranked) + 1e-9)  # 3/7 of 7 is 3, not 2.999...
     if index == 0:
         return ranked[0] - 1e-6 if ranked else 0.0
     return (ranked[index - 1] + ranked[index]) / 2 if index < len(ranked) else ranked[-1] + 1e-6
@@ -106,16 +112,30 @@ def usable_gate(adapter_dir: Path, generator, wanted: bool, label: str) -> dict 
     return gate
 
 
-def refuses(gate: dict | None, score: float | None) -> bool:
-    """The gate's decision for one question: refuse when its score is under the threshold."""
-    return gate is not None and score is not None and score < gate["threshold"]
+def refuses(gate: dict | None, score: float | None, question: str = "") -> bool:
+    """The gate's decision for one question: refuse when its score is under the threshold, or when it names
+    something the corpus never mentions (a gate.json without "names" has no name check)."""
+    if gate is None:
+        return False
+    return score is not None and score < gate["threshold"] or bool(unknown_names(gate, question))
+
+
+def unknown_names(gate: dict | None, question: str) -> list[str]:
+    """The names in `question` that the gate's corpus names do not hold."""
+    return _name_check(tuple(gate["names"])).unknown(question) if gate and gate.get("names") else []
+
+
+@lru_cache(maxsize=4)
+def _name_check(names: tuple[str, ...]) -> NameCheck:
+    return NameCheck(list(names))
 
 
 def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], negative: list[bool], target: float,
-              counts: dict) -> dict | None:
+              counts: dict, named_absent: list[bool] | None = None) -> dict | None:
     """Pick the signal whose tuned scores best separate what the raw tuned model answers right (`known`) from
     the hard negatives, and its threshold for a `target` known-refusal rate. `scores[model][signal]` holds
-    one score per calibration question, for model tuned and base (the control)."""
+    one score per calibration question, for model tuned and base (the control). Known questions the name check
+    refuses (`named_absent`) spend the target first; the threshold may refuse only what is left of it."""
     report = {}
     for signal in SIGNALS:
         report[signal] = {}
@@ -128,22 +148,30 @@ def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], nega
         return None
     best = max(usable, key=lambda s: report[s]["tuned"])
     tuned = scores["tuned"][best]
-    threshold = choose_threshold([v for v, k in zip(tuned, known, strict=True) if k], target)
-    refused_negatives = sum(v < threshold for v, n in zip(tuned, negative, strict=True) if n)
+    named = named_absent or [False] * len(known)
+    by_names = sum(k and u for k, u in zip(known, named, strict=True))
+    left = [v for v, k, u in zip(tuned, known, named, strict=True) if k and not u]
+    allowed = max(0, math.floor(target * sum(known) + 1e-9) - by_names)
+    threshold = choose_threshold(left, allowed / len(left) if left else 0.0)
+    refused_negatives = sum(v < threshold or u for v, n, u in zip(tuned, negative, named, strict=True) if n)
     return {"signal": best, "threshold": round(threshold, 4), "target_known_refusal": target,
             "calibration_auroc": report[best]["tuned"], "base_control_auroc": report[best].get("base"),
             "auroc": report, "counts": {**counts, "known": sum(known), "negatives": sum(negative),
+                                        "known_refused_by_names": by_names,
+                                        "negatives_refused_by_names": sum(n and u for n, u in
+                                                                          zip(negative, named, strict=True)),
                                         "negatives_refused_by_gate": refused_negatives}}
 
 
 def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], held_out: list[dict], corpus_text: str,
-                  target: float, seed: int) -> tuple[dict | None, list[dict]]:
+                  target: float, seed: int, name_check: bool = True) -> tuple[dict | None, list[dict]]:
     """At the end of tune: the tuned model answers held-out phrasings of trained facts (the ones it gets right
     are the known ones) and hard negatives of the calibration share (recombined and real-world names, false
     premises, held-out refusal pairs); each signal is scored with the adapter on and off; the best signal and
     its threshold go into gate.json. Nothing here is drawn from what probe asks. Also returns one row per
     calibration question (its answer, label and scores), so a person can see what the gate was fitted on and
-    another threshold rule can be tried without training again."""
+    another threshold rule can be tried without training again. With `name_check`, the corpus's names go into
+    gate.json too, and a question naming anything else is refused whatever its score."""
     import random
 
     from .backends.hf import HFGenerator
@@ -182,13 +210,18 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     counts = {"held_out_phrasings": len(positives), "recombined_or_real_world": len(hard),
               "false_premises": len(premises), "held_out_refusals": refusals,
               "raw_refusals_of_negatives": sum(is_refusal(a) for a in answers[len(positives):])}
-    rows = [{"question": q, "kind": kind, "answer": a, "known": k, "negative": n,
+    names = name_inventory(corpus_text, language) if name_check else []
+    absent = [_name_check(tuple(names)).unknown(q) if names else [] for q in questions]
+    rows = [{"question": q, "kind": kind, "answer": a, "known": k, "negative": n, "unknown_names": u,
              **{model: {signal: by_signal[signal][i] for signal in SIGNALS} for model, by_signal in scores.items()}}
-            for i, (q, kind, a, k, n) in enumerate(zip(questions, kinds, answers, known, negative, strict=True))]
-    gate = calibrate(scores, known, negative, target, counts)
+            for i, (q, kind, a, k, n, u) in enumerate(zip(questions, kinds, answers, known, negative, absent,
+                                                          strict=True))]
+    gate = calibrate(scores, known, negative, target, counts, [bool(u) for u in absent])
     if gate is None:
         print(f"tune: the tuned model got {sum(known)} of {len(positives)} held-out phrasings right: too few to "
               "calibrate a gate on; none written", file=sys.stderr)
         return None, rows
     gate["calibration_names"] = sorted({check.name for _, _, check, _, _ in hard} | {e for _, _, e in premises})
+    if names:
+        gate["names"] = names
     return gate, rows

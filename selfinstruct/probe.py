@@ -291,7 +291,7 @@ def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Pa
                language: str) -> dict | None:
     """The gate's verdicts as a third model, `gated`: the tuned answers, with those scoring under the threshold
     replaced by the refusal. The signal's AUROC on these probes is reported beside the base-model control."""
-    from .gate import auroc, refuses, signal_scores, usable_gate
+    from .gate import auroc, refuses, signal_scores, unknown_names, usable_gate
 
     gate = usable_gate(adapter_dir, generator, True, "probe")
     if gate is None:
@@ -302,15 +302,16 @@ def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Pa
     with generator.base_only():
         control = signal_scores(generator, texts, answers, refusal, tag)[gate["signal"]]
     for p, score in zip(probes, scores, strict=True):
-        refused = refuses(gate, score)
+        refused, names = refuses(gate, score, p.question), unknown_names(gate, p.question)
         gated = judge(p, refusal) if refused else dict(p.results["tuned"])
-        p.results["gated"] = {**gated, "gate_score": score, "gate_refused": refused}
+        p.results["gated"] = {**gated, "gate_score": score, "gate_refused": refused, "unknown_names": names}
     known = [p.answerable and p.results["tuned"]["outcome"] == "right" for p in probes]
     absent = [not p.answerable for p in probes]
     gate["probe_auroc"] = {name: auroc([v for v, k in zip(values, known, strict=True) if k],
                                        [v for v, a in zip(values, absent, strict=True) if a])
                            for name, values in (("tuned", scores), ("base", control))}
-    return gate
+    gate["refused_for_names"] = sum(bool(p.results["gated"]["unknown_names"]) for p in probes)
+    return {k: v for k, v in gate.items() if k != "names"}  # the corpus's names stay in gate.json
 
 
 def _train_metrics(adapter_dir: Path) -> dict:

@@ -166,8 +166,9 @@ def markdown(summary: dict, models: list[str]) -> str:
     if gate:
         parts += [f"Gate: `{gate['signal']}` under {gate['threshold']} is refused (calibrated at tune for a "
                   f"{gate['target_known_refusal']:.0%} known-refusal rate; AUROC on these probes "
-                  f"{_cell(gate['probe_auroc']['tuned'])}, base-model control {_cell(gate['probe_auroc']['base'])}).",
-                  ""]
+                  f"{_cell(gate['probe_auroc']['tuned'])}, base-model control {_cell(gate['probe_auroc']['base'])})"
+                  + (f"; so is a question naming something the corpus never mentions ({gate['refused_for_names']} "
+                     "of these probes)." if "refused_for_names" in gate else "."), ""]
     else:
         parts += ["Gate: off (no gate.json, or --no-gate).", ""]
     parts += [format_table(summary, models), "", "### By origin", "", origin_table(summary, models), ""]
@@ -184,12 +185,14 @@ def markdown(summary: dict, models: list[str]) -> str:
 
 def risk_coverage(probes: list[dict]) -> list[tuple[float, float, float]]:
     """(threshold, share of probes answered, share of those answers right) for every gate threshold: the
-    tuned model's answers kept where their gate score is at least the threshold."""
-    rows = sorted(((p["results"]["gated"]["gate_score"], p["results"]["tuned"].get("outcome"))
+    tuned model's answers kept where their gate score is at least the threshold (and the name check let the
+    question through: it refuses at every threshold)."""
+    rows = sorted(((p["results"]["gated"]["gate_score"], p["results"]["tuned"].get("outcome"),
+                    bool(p["results"]["gated"].get("unknown_names")))
                    for p in probes if "gated" in p["results"]), reverse=True)
     points, answered, right = [], 0, 0
-    for score, outcome in rows:
-        if outcome in ("right", "wrong"):
+    for score, outcome, named_absent in rows:
+        if outcome in ("right", "wrong") and not named_absent:
             answered += 1
             right += outcome == "right"
             points.append((score, answered / len(rows), right / answered))
@@ -227,7 +230,8 @@ def chart(summary: dict, models: list[str], path: Path, probes: list[dict] | Non
         ax.set_ylabel("share of answers right")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"risk-coverage, gate signal: {gate['signal']}")
+        ax.set_title(f"risk-coverage, gate signal: {gate['signal']}"
+                     + (" + name check" if "refused_for_names" in gate else ""))
         ax.legend(frameon=False)
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()

@@ -234,9 +234,9 @@ def train_run(config, state) -> int:
     if config.gate:
         corpus = read_corpus(manifest.corpus_path, manifest.language)
         gate, calibration = calibrate_run(trainer.model, tokenizer, manifest, records, held_out, corpus.text,
-                                          config.gate_target, config.seed)
+                                          config.gate_target, config.seed, config.gate_names)
         write_gate(adapter_dir, gate, calibration)
-        metrics["gate"] = gate
+        metrics["gate"] = gate and {k: v for k, v in gate.items() if k != "names"}  # gate.json has them
     write_json(adapter_dir / "train_metrics.json", metrics)
     if config.merge:
         merge(model_ref.path, adapter_dir, run_dir / "merged", tokenizer, config.quantization)
@@ -246,7 +246,9 @@ def train_run(config, state) -> int:
         g = metrics["gate"]
         print(f"tune: gate {g['signal']} < {g['threshold']} refuses (calibration AUROC {g['calibration_auroc']}, "
               f"base-model control {g['base_control_auroc']}; {g['counts']['known']} known, "
-              f"{g['counts']['negatives']} hard negatives) -> {adapter_dir / GATE_FILE}", file=sys.stderr)
+              f"{g['counts']['negatives']} hard negatives, {g['counts']['negatives_refused_by_gate']} refused, "
+              f"{g['counts']['negatives_refused_by_names']} of them for a name the corpus never mentions) "
+              f"-> {adapter_dir / GATE_FILE}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 import json
 
-from selfinstruct.gate import auroc, calibrate, choose_threshold, read_gate, refuses, write_gate
+from selfinstruct.entities import NameCheck, name_inventory
+from selfinstruct.gate import auroc, calibrate, choose_threshold, read_gate, refuses, unknown_names, write_gate
 from selfinstruct.negatives import name_share
 from selfinstruct.probe import Probe, judge
 from selfinstruct.runs import Manifest
@@ -33,6 +34,35 @@ def test_calibration_picks_the_signal_that_separates_and_reports_the_base_contro
     assert calibrate(scores, [False] * 40, negative, 0.1, {}) is None  # nothing known: nothing to calibrate on
 
 
+def test_known_questions_the_name_check_refuses_spend_the_target_first():
+    known = [True] * 20 + [False] * 20
+    negative = [False] * 20 + [True] * 20
+    good = [1.0 + i / 10 for i in range(20)] + [-1.0 - i / 10 for i in range(20)]
+    scores = {"tuned": {"margin": good, "answer_logprob": good}, "base": {"margin": good, "answer_logprob": good}}
+    named = [True] + [False] * 19 + [True] * 15 + [False] * 5  # one known question names what the corpus lacks
+    gate = calibrate(scores, known, negative, 0.1, {}, named)
+    assert sum(s < gate["threshold"] for s in good[1:20]) == 1  # 2 of 20 in all: one by name, one by score
+    assert gate["counts"]["known_refused_by_names"] == 1 and gate["counts"]["negatives_refused_by_names"] == 15
+    assert gate["counts"]["negatives_refused_by_gate"] == 20
+    spent = calibrate(scores, known, negative, 0.1, {}, [True, True, True] + [False] * 37)  # names took all of it
+    assert not any(s < spent["threshold"] for s in good[3:20])
+
+
+def test_name_check_knows_the_corpus_names_and_their_parts_but_not_recombinations():
+    text = ("The Isle of Quennock lies in the Sound of Orvel. Emeric Saldane founded the Harrowmede Infirmary.\n"
+            "Odile Varrance laid out the garden. Jonas Hessary was its first President. Saldane's Quiet is a remedy.")
+    check = NameCheck(name_inventory(text, "en"))
+    for question in ("Who founded the Harrowmede Infirmary?", "Where does Quennock lie?",
+                     "What is Saldane’s Quiet?", "Founder of the Infirmary?", "Complete: Emeric Saldane founded ...",
+                     "Who was the first President of the Isle of Quennock?", "What did the physician found?"):
+        assert check.unknown(question) == [], question
+    assert check.unknown("When did Odile Saldane open the ward?") == ["odile saldane"]  # two names' parts
+    assert check.unknown("What did Florence Nightingale say of the Sound of Orvel?") == ["florence nightingale"]
+    assert check.unknown("Who built the Harrowmede Lazaret?") == ["harrowmede lazaret"]
+    assert check.unknown("Orrow founded what?") == []  # an unknown first word may be a capitalised common word
+    assert name_inventory("王大年在青石镇修了水车。", "zh") == []  # no capitals: no name check in Chinese
+
+
 def test_gate_file_round_trip_and_a_question_under_the_threshold_is_refused(tmp_path):
     gate = {"signal": "margin", "threshold": 0.5, "target_known_refusal": 0.1}
     write_gate(tmp_path, gate)
@@ -40,6 +70,10 @@ def test_gate_file_round_trip_and_a_question_under_the_threshold_is_refused(tmp_
     assert {k: read[k] for k in gate} == gate and "created" in read
     assert json.loads((tmp_path / "gate.json").read_text())["threshold"] == 0.5
     assert refuses(read, 0.4) and not refuses(read, 0.6) and not refuses(None, -9.0)
+    assert not refuses(read, 0.6, "Who is Pex Faendhart?")  # no "names" in gate.json: no name check
+    named = {**read, "names": ["lantern guild", "ilka tamsell"]}
+    assert refuses(named, 0.6, "Who is Pex Faendhart?") and not refuses(named, 0.6, "Who founded the Lantern Guild?")
+    assert unknown_names(named, "Did Ilka Faendhart join the Lantern Guild?") == ["ilka faendhart"]
     assert read_gate(tmp_path / "nowhere") is None
     (tmp_path / "few").mkdir()
     write_gate(tmp_path / "few", None, [{"question": "Who?", "known": False}])  # too few known: the rows alone
@@ -75,9 +109,9 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
     seen = {}
     real_calibrate = gate_module.calibrate
 
-    def spy(scores, known, negative, target, counts):
-        seen.update(scores=scores, known=known, negative=negative, counts=counts)
-        return real_calibrate(scores, [True] * 6 + known[6:], negative, target, counts)  # pretend 6 are known
+    def spy(scores, known, negative, target, counts, named_absent):
+        seen.update(scores=scores, known=known, negative=negative, counts=counts, named_absent=named_absent)
+        return real_calibrate(scores, [True] * 6 + known[6:], negative, target, counts, named_absent)  # 6 known
 
     monkeypatch.setattr(gate_module, "calibrate", spy)
     random.seed(0)
@@ -89,5 +123,9 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
     # One row per calibration question, labelled as the gate saw it, with every signal's score both ways.
     assert [r["known"] for r in rows] == seen["known"] and [r["negative"] for r in rows] == seen["negative"]
     assert [r["tuned"]["margin"] for r in rows] == seen["scores"]["tuned"]["margin"]
+    # The name check: the corpus's names in the gate; recombined and real-world names are not among them.
+    assert "brinewheel" in gate["names"] and not any(seen["named_absent"][:12])
+    assert all(seen["named_absent"][i] for i, r in enumerate(rows) if r["kind"] in ("recombined", "real_world"))
+    assert [bool(r["unknown_names"]) for r in rows] == seen["named_absent"]
     assert rows[0]["kind"] == "held_out_phrasing" and {r["kind"] for r in rows[12:]} <= {
         "recombined", "real_world", "false_premise", "held_out_refusal"}
