@@ -392,9 +392,12 @@ class NameCheck:
         names = []
         for m in [*EN_NAME.finditer(question), *ACRONYM.finditer(question)]:
             words = _name_words(m.group())
-            while words and (words[0] in ("the", "of") or words[0].title() in EN_FUNCTION):
-                words = words[1:]
-            if words and SENTENCE_START.search(question[:m.start()][-3:]) and words[0] not in self.known:
+            lead = 0
+            while lead < len(words) and (words[lead] in ("the", "of") or words[lead].title() in EN_FUNCTION):
+                lead += 1
+            opens = lead == 0 and SENTENCE_START.search(question[:m.start()][-3:])  # "The Krin Charter" is a name
+            words = words[lead:]
+            if words and opens and words[0] not in self.known:
                 words = words[1:]  # "Founder", "Doses", "Complete": capitalised because they open the question
                 while words and words[0] in ("the", "of"):
                     words = words[1:]

@@ -60,6 +60,7 @@ def test_name_check_knows_the_corpus_names_and_their_parts_but_not_recombination
     assert check.unknown("What did Florence Nightingale say of the Sound of Orvel?") == ["florence nightingale"]
     assert check.unknown("Who built the Harrowmede Lazaret?") == ["harrowmede lazaret"]
     assert check.unknown("Orrow founded what?") == []  # an unknown first word may be a capitalised common word
+    assert check.unknown("Complete: The Krin Charter was signed by ...") == ["krin charter"]  # after "The": a name
     assert name_inventory("王大年在青石镇修了水车。", "zh") == []  # no capitals: no name check in Chinese
 
 
