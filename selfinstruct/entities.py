@@ -357,6 +357,9 @@ def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list
     return sorted(spans)
 
 
+ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # NASA, UNESCO: names EN_NAME's capitalised words miss
+
+
 def name_inventory(text: str, language: str) -> list[str]:
     """Every capitalised run of the corpus, lowercased, headings and sentence starts included: the names the
     gate's name check knows (NameCheck). Empty for Chinese, which has no capitals to find a name by."""
@@ -364,9 +367,6 @@ def name_inventory(text: str, language: str) -> list[str]:
         return []
     spans = [m.group() for m in EN_NAME.finditer(text)] + ACRONYM.findall(text)
     return sorted({re.sub(r"^the ", "", " ".join(_name_words(span))) for span in spans} - {""})
-
-
-ACRONYM = re.compile(r"\b[A-Z]{2,}\b")  # NASA, UNESCO: names EN_NAME's capitalised words miss
 
 
 def _name_words(span: str) -> list[str]:

@@ -290,7 +290,8 @@ def run(config) -> int:
 def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Path, tag: str,
                language: str) -> dict | None:
     """The gate's verdicts as a third model, `gated`: the tuned answers, with those scoring under the threshold
-    replaced by the refusal. The signal's AUROC on these probes is reported beside the base-model control."""
+    or naming something the corpus never mentions replaced by the refusal. The signal's AUROC on these probes is
+    reported beside the base-model control."""
     from .gate import auroc, refuses, signal_scores, unknown_names, usable_gate
 
     gate = usable_gate(adapter_dir, generator, True, "probe")

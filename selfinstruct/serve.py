@@ -197,7 +197,8 @@ def run(config) -> int:
 
         raise UserError(f"cannot listen on {config.host}:{config.port}: {e.strerror}") from None
     host, port = listener.getsockname()[:2]
-    gate_line = f"gate {gate['signal']} < {gate['threshold']} refuses" if gate else "no gate"
+    gate_line = (f"gate {gate['signal']} < {gate['threshold']}{' or an unknown name' if gate.get('names') else ''} "
+                 "refuses") if gate else "no gate"
     print(f"serve: model {model_name!r} ({gate_line}, key {'required' if api_key else 'not required'}) at "
           f"http://{host}:{port}/v1", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
