@@ -42,7 +42,7 @@ def answer_questions(generator, questions: list[str], manifest: Manifest, gate: 
                      max_new_tokens: int = 64, batch_size: int = 16, progress: bool = True) -> list[dict]:
     """One record a question: the answer (the refusal where the gate says no), whether it is a refusal, and the
     gate's score and threshold. The gate reads logits, so it needs the transformers engine."""
-    from .gate import refuses, signal_scores, unknown_names
+    from .gate import decision, signal_scores
 
     tag, language = manifest.tag, manifest.language
     texts = render_questions(generator.tokenizer, questions, manifest.system_prompt, tag, "tuned")
@@ -53,10 +53,10 @@ def answer_questions(generator, questions: list[str], manifest: Manifest, gate: 
         scores = signal_scores(generator, texts, answers, refusal, tag, batch_size)[gate["signal"]]
     rows = []
     for question, answer, score in zip(questions, answers, scores, strict=True):
-        gated = refuses(gate, score, question)
+        gated, names = decision(gate, score, question)
         rows.append({"question": question, "answer": refusal if gated else answer,
                      "refused": gated or is_refusal(answer), "gated": gated, "confidence": score,
-                     "unknown_names": unknown_names(gate, question),
+                     "unknown_names": names,
                      "threshold": gate["threshold"] if gate else None, "signal": gate["signal"] if gate else None})
     return rows
 

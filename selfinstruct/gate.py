@@ -41,11 +41,22 @@ def auroc(positives: list[float], negatives: list[float]) -> float | None:
 def choose_threshold(known_scores: list[float], target: float) -> float:
     """The score under which `target` of the known questions fall: the gate refuses at most that share of
     what the raw model answers right."""
-    ranked = sorted(known_scores)
-    index = math.floor(target * len(ranked) + 1e-9)  # 3/7 of 7 is 3, not 2.999...
-    if index == 0:
-        return ranked[0] - 1e-6 if ranked else 0.0
-    return (ranked[index - 1] + ranked[index]) / 2 if index < len(ranked) else ranked[-1] + 1e-6
+    return threshold_refusing(known_scores, share_of(target, len(known_scores)))
+
+
+def share_of(target: float, n: int) -> int:
+    """How many of `n` a share `target` is, whole: 0.29 of 100 is 29, though 0.29 * 100 is 28.999..."""
+    return math.floor(target * n + 1e-9)
+
+
+def threshold_refusing(scores: list[float], count: int) -> float:
+    """The score under which the lowest `count` of `scores` fall."""
+    ranked = sorted(scores)
+    if not ranked:
+        return 0.0
+    if count == 0:
+        return ranked[0] - 1e-6
+    return (ranked[count - 1] + ranked[count]) / 2 if count < len(ranked) else ranked[-1] + 1e-6
 
 
 def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str], batch_size: int = 16,
@@ -112,12 +123,14 @@ def usable_gate(adapter_dir: Path, generator, wanted: bool, label: str) -> dict 
     return gate
 
 
-def refuses(gate: dict | None, score: float | None, question: str = "") -> bool:
-    """The gate's decision for one question: refuse when its score is under the threshold, or when it names
-    something the corpus never mentions (a gate.json without "names" has no name check)."""
+def decision(gate: dict | None, score: float | None, question: str) -> tuple[bool, list[str]]:
+    """The gate's decision for one question, and the names it holds that the corpus never mentions: refuse when
+    its score is under the threshold, or when it has such a name (a gate.json without "names" has no name
+    check)."""
     if gate is None:
-        return False
-    return score is not None and score < gate["threshold"] or bool(unknown_names(gate, question))
+        return False, []
+    names = unknown_names(gate, question)
+    return score is not None and score < gate["threshold"] or bool(names), names
 
 
 def unknown_names(gate: dict | None, question: str) -> list[str]:
@@ -151,8 +164,7 @@ def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], nega
     named = named_absent or [False] * len(known)
     by_names = sum(k and u for k, u in zip(known, named, strict=True))
     left = [v for v, k, u in zip(tuned, known, named, strict=True) if k and not u]
-    allowed = max(0, math.floor(target * sum(known) + 1e-9) - by_names)
-    threshold = choose_threshold(left, allowed / len(left) if left else 0.0)
+    threshold = threshold_refusing(left, max(0, share_of(target, sum(known)) - by_names))
     refused_negatives = sum(v < threshold or u for v, n, u in zip(tuned, negative, named, strict=True) if n)
     return {"signal": best, "threshold": round(threshold, 4), "target_known_refusal": target,
             "calibration_auroc": report[best]["tuned"], "base_control_auroc": report[best].get("base"),
@@ -211,7 +223,8 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
               "false_premises": len(premises), "held_out_refusals": refusals,
               "raw_refusals_of_negatives": sum(is_refusal(a) for a in answers[len(positives):])}
     names = name_inventory(corpus_text, language) if name_check else []
-    absent = [_name_check(tuple(names)).unknown(q) if names else [] for q in questions]
+    check = NameCheck(names)
+    absent = [check.unknown(q) for q in questions]
     rows = [{"question": q, "kind": kind, "answer": a, "known": k, "negative": n, "unknown_names": u,
              **{model: {signal: by_signal[signal][i] for signal in SIGNALS} for model, by_signal in scores.items()}}
             for i, (q, kind, a, k, n, u) in enumerate(zip(questions, kinds, answers, known, negative, absent,

@@ -292,7 +292,7 @@ def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Pa
     """The gate's verdicts as a third model, `gated`: the tuned answers, with those scoring under the threshold
     or naming something the corpus never mentions replaced by the refusal. The signal's AUROC on these probes is
     reported beside the base-model control."""
-    from .gate import auroc, refuses, signal_scores, unknown_names, usable_gate
+    from .gate import auroc, decision, signal_scores, usable_gate
 
     gate = usable_gate(adapter_dir, generator, True, "probe")
     if gate is None:
@@ -303,7 +303,7 @@ def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Pa
     with generator.base_only():
         control = signal_scores(generator, texts, answers, refusal, tag)[gate["signal"]]
     for p, score in zip(probes, scores, strict=True):
-        refused, names = refuses(gate, score, p.question), unknown_names(gate, p.question)
+        refused, names = decision(gate, score, p.question)
         gated = judge(p, refusal) if refused else dict(p.results["tuned"])
         p.results["gated"] = {**gated, "gate_score": score, "gate_refused": refused, "unknown_names": names}
     known = [p.answerable and p.results["tuned"]["outcome"] == "right" for p in probes]

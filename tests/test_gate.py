@@ -1,7 +1,7 @@
 import json
 
 from selfinstruct.entities import NameCheck, name_inventory
-from selfinstruct.gate import auroc, calibrate, choose_threshold, read_gate, refuses, unknown_names, write_gate
+from selfinstruct.gate import auroc, calibrate, choose_threshold, decision, read_gate, unknown_names, write_gate
 from selfinstruct.negatives import name_share
 from selfinstruct.probe import Probe, judge
 from selfinstruct.runs import Manifest
@@ -70,10 +70,11 @@ def test_gate_file_round_trip_and_a_question_under_the_threshold_is_refused(tmp_
     read = read_gate(tmp_path)
     assert {k: read[k] for k in gate} == gate and "created" in read
     assert json.loads((tmp_path / "gate.json").read_text())["threshold"] == 0.5
-    assert refuses(read, 0.4) and not refuses(read, 0.6) and not refuses(None, -9.0)
-    assert not refuses(read, 0.6, "Who is Pex Faendhart?")  # no "names" in gate.json: no name check
+    assert decision(read, 0.4, "")[0] and not decision(read, 0.6, "")[0] and not decision(None, -9.0, "")[0]
+    assert not decision(read, 0.6, "Who is Pex Faendhart?")[0]  # no "names" in gate.json: no name check
     named = {**read, "names": ["lantern guild", "ilka tamsell"]}
-    assert refuses(named, 0.6, "Who is Pex Faendhart?") and not refuses(named, 0.6, "Who founded the Lantern Guild?")
+    assert decision(named, 0.6, "Who is Pex Faendhart?") == (True, ["pex faendhart"])
+    assert not decision(named, 0.6, "Who founded the Lantern Guild?")[0]
     assert unknown_names(named, "Did Ilka Faendhart join the Lantern Guild?") == ["ilka faendhart"]
     assert read_gate(tmp_path / "nowhere") is None
     (tmp_path / "few").mkdir()
