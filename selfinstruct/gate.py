@@ -223,8 +223,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
               "false_premises": len(premises), "held_out_refusals": refusals,
               "raw_refusals_of_negatives": sum(is_refusal(a) for a in answers[len(positives):])}
     names = name_inventory(corpus_text, language) if name_check else []
-    check = NameCheck(names)
-    absent = [check.unknown(q) for q in questions]
+    absent = [unknown_names({"names": names}, q) for q in questions]  # as probe and ask will decide: no names, no check
     rows = [{"question": q, "kind": kind, "answer": a, "known": k, "negative": n, "unknown_names": u,
              **{model: {signal: by_signal[signal][i] for signal in SIGNALS} for model, by_signal in scores.items()}}
             for i, (q, kind, a, k, n, u) in enumerate(zip(questions, kinds, answers, known, negative, absent,

@@ -131,3 +131,8 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
     assert [bool(r["unknown_names"]) for r in rows] == seen["named_absent"]
     assert rows[0]["kind"] == "held_out_phrasing" and {r["kind"] for r in rows[12:]} <= {
         "recombined", "real_world", "false_premise", "held_out_refusal"}
+    # --no-gate-names: no names in the gate, and none counted as refused for a name in calibrating it
+    random.seed(0)
+    gate, _ = gate_module.calibrate_run(model, load_tokenizer(tiny_model), manifest, records, records, text, 0.1, 0,
+                                        name_check=False)
+    assert "names" not in gate and not any(seen["named_absent"]) and gate["counts"]["known_refused_by_names"] == 0
