@@ -347,6 +347,10 @@ def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list
     defined = definition(sentence, language)
     if defined and all(defined[2] <= s or defined[1] >= e for s, e, _ in spans):
         spans.append((defined[1], defined[2], "definition"))
+        if language == "en":  # the term is an answer too, asked for by what it is ("What is the ... called?")
+            term = EN_DEFINITION.match(sentence)
+            s, e = term.span("term")
+            spans = [span for span in spans if span[1] <= s or span[0] >= e] + [(s, e, "thing")]
     year, quantity = (ZH_YEAR, ZH_QUANTITY) if language == "zh" else (YEAR, EN_QUANTITY)
     for pattern, kind in ((year, "year"), (quantity, "quantity")):
         for match in pattern.finditer(sentence):

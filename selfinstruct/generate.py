@@ -52,7 +52,7 @@ class Fact:
 class Candidate:
     fact: Fact
     phrasing: int
-    origin: str  # model | clause | cloze | template | trimmed | reworded
+    origin: str  # model | described | clause | cloze | template | trimmed | reworded
     raw: str
     question: str | None = None
     reason: str | None = None
@@ -91,7 +91,8 @@ KEYS_PER_SENTENCE = 2  # the answer, and the other side of the relation ("who fo
 def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n: int, seed: int) -> list[Fact]:
     """Answers to ask about: with `n` 0, every sentence that holds a name, number, date or definition gets up
     to KEYS_PER_SENTENCE of them; otherwise up to `n`, one per sentence before any sentence gets a second.
-    Either way they spread over answer kinds. Sentences wholly inside the previous window's overlap belong to
+    Either way a name the sentence describes comes first ("the Mariners' Bed, a fund that ..."), then they spread
+    over answer kinds. Sentences wholly inside the previous window's overlap belong to
     that window's pool and are skipped here. A sentence's leading pronouns are first replaced by the names they
     plainly stand for (resolve_pronouns); one that still opens with a pronoun is skipped."""
     by_sentence = []
@@ -112,7 +113,9 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
         for start, end, sentence, spans in by_sentence:
             if len(facts) == n > 0 or not spans:
                 continue
-            s, e, kind = min(spans, key=lambda sp: kinds_used[sp[2]])  # the kind asked least so far
+            # A name the sentence describes first (the sentence is about it), then the kind asked least so far.
+            s, e, kind = min(spans, key=lambda sp: (questions.description(sentence, sp[0], sp[1]) is None
+                                                    or sp[2] not in questions.NAME_KINDS, kinds_used[sp[2]]))
             spans.remove((s, e, kind))
             kinds_used[kind] += 1
             facts.append(Fact(f"w{window.index:04d}-f{len(facts)}", window, sentence, start, end,
@@ -159,7 +162,7 @@ class QuestionWriter:
         cfg, tok = self.config, self.generator.tokenizer
         jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
-            # The sentence's own five shapes (clause, cloze, trimmed, reworded, template) fill the phrasings after
+            # The sentence's own shapes (described, clause, cloze, trimmed, reworded, template) fill the phrasings after
             # the model's first started question; each phrasing beyond five adds another (three at most).
             for p in range(min(max(cfg.phrasings - 4, 1), 3)):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
@@ -317,7 +320,7 @@ def derived_candidates(candidates: list[Candidate]) -> list[Candidate]:
 
 # Which shape a fact keeps first when it has more than --phrasings: the whole sentence with a hole reads least
 # like what people ask, so it comes last.
-ORIGIN_PREFERENCE = ("model", "clause", "cloze", "trimmed", "reworded", "template")
+ORIGIN_PREFERENCE = ("model", "described", "clause", "cloze", "trimmed", "reworded", "template")
 
 
 def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:

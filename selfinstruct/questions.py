@@ -178,6 +178,67 @@ def clause_question(sentence: str, start: int, end: int, kind: str, language: st
     return question
 
 
+# Where a description stops: a comma that opens a new clause or participle ("..., used to draw spirit ...").
+DESCRIPTION_END = re.compile(r",\s(?=(?:which|who|whose|where|when|while|and|but|so|lying|holding|standing)\b"
+                             r"|[a-z]+ed\b)|[;:]")
+# "... and serves for a term": where a noun phrase ends and a verb phrase joined to it begins.
+VERB_AFTER_AND = re.compile(r"\s(?:and|but)\s(?=(?:serves|[a-z]+ed|" + "|".join(FINITE_VERBS) + r")\b)")
+# A phrase that opens a sentence and ends at its first comma: "On the Festival of Nets, the fishermen ...".
+INTRODUCTORY = re.compile(r"(?:On|In|At|During|For|Under|After|Before|From|Since|Until|With|Through|Among|To|"
+                          r"According to|Like|Unlike|Beside|Near)\s[^,]*$")
+NAME_KINDS = ("person", "place", "org", "thing")
+
+
+def description(sentence: str, start: int, end: int) -> tuple[str, str] | None:
+    """What the sentence calls the name at [start, end), and the tense it says it in, when it describes it by
+    a noun phrase: an appositive after it ("the Mariners' Bed, a fund that paid for sick sailors"), before it
+    ("The southern hill, Owlsgate Fell,"), or a copula either way ("The first Warden of the Isle was Emeric
+    Saldane", "Fennock is a bitter, pale root that grows ..."). The description loses its article; None when
+    there is none or it is too short to pick the name out ("a fast cutter": an indefinite one needs 3 words)."""
+    before, after = sentence[:start], sentence[end:].rstrip(" .")
+    tense = "was" if re.search(r"\b(?:was|were|had)\b|\b[a-z]{3,}ed\b", sentence) else "is"
+    if m := re.match(r",\s(?P<art>a|an|the)\s(?P<d>[^,;:]+?)(?:,|$)", after):  # an appositive after the name
+        if re.match(INTRODUCTORY, before):
+            return None
+    elif m := re.search(r"(?:^|[,;]\s(?:and\s)?)(?P<art>[Tt]he)\s(?P<d>[^,;:]+?),\s$", before):  # ... before it
+        pass
+    elif m := re.fullmatch(r"(?P<art>The|the)\s(?P<d>[^,;:]+?)\s(?P<cop>is|was)\s(?:the\s)?", before):  # "The D was N"
+        tense = m["cop"]
+    elif re.fullmatch(r"(?:The\s|An?\s)?", before) and (
+            m := re.match(r"\s(?P<cop>is|was)\s(?P<art>a|an|the)\s(?P<d>.+)$", after)):  # "N is a D"
+        tense = m["cop"]
+    else:
+        return None
+    text = VERB_AFTER_AND.split(DESCRIPTION_END.split(m["d"])[0].strip())[0]
+    words = text.split()
+    if len(words) < (2 if m["art"].lower() == "the" else 3) or not words[0].islower() \
+            or words[-1].lower() in EN_FUNCTION or _has_finite_verb(words):
+        return None  # too short to pick the name out, a list of names, or a clause rather than a noun phrase
+    return text, tense
+
+
+def _has_finite_verb(words: list[str]) -> bool:
+    """A verb of its own ("the population of Velmoor rose from ..."); not a participle after its noun ("a fund
+    owned by ...") or a verb inside a relative clause ("a root that grows ...")."""
+    for word in words:
+        if word in ("that", "which", "who", "whom", "whose", "where", "when"):
+            return False
+        if word in FINITE_VERBS and word not in IRREGULAR.values():
+            return True
+    return False
+
+
+def described_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
+    """The name asked for by what the sentence says it is: "Who was the first Warden of the Isle?", "What is the
+    bitter, pale root that grows in the wet ground of Owlsgate Fell called?". People ask for a name this way
+    ("what is the X called?") more than by the sentence it stands in. English only; names only."""
+    if language != "en" or kind not in NAME_KINDS or (found := description(sentence, start, end)) is None:
+        return None
+    text, tense = found
+    question = f"Who {tense} the {text}?" if kind == "person" else f"What {tense} the {text} called?"
+    return normalize(question)
+
+
 def template_questions(sentence: str, start: int, end: int, kind: str, language: str) -> dict[str, str | None]:
     """The questions the sentence's own structure gives, by origin: the template question of the answer's
     clause alone ("clause"), the sentence cut where the answer starts ("cloze"), and the whole sentence with
@@ -185,7 +246,8 @@ def template_questions(sentence: str, start: int, end: int, kind: str, language:
     shapes than it keeps phrasings: the sentence with a hole reads least like what people ask."""
     template = template_question(sentence, start, end, kind, language)
     clause = clause_question(sentence, start, end, kind, language)
-    return {"clause": clause if clause != template else None,  # a one-clause sentence: the template asks it
+    return {"described": described_question(sentence, start, end, kind, language),
+            "clause": clause if clause != template else None,  # a one-clause sentence: the template asks it
             "cloze": cloze_question(sentence, start, language) if kind != "definition" else None,
             "template": template}
 

@@ -108,6 +108,13 @@ def test_definitions_are_answers_too(sentence, language, question, key):
     assert (start, end, "definition") in answer_spans(sentence, {}, language)
 
 
+def test_a_defined_term_is_an_answer_and_a_name_inside_it_gives_way():
+    sentence = "The Dunmoor still is a copper distilling apparatus with three chambers."
+    spans = [(sentence[s:e], kind) for s, e, kind in answer_spans(sentence, {"Dunmoor": "person"}, "en")]
+    assert ("Dunmoor still", "thing") in spans and ("Dunmoor", "person") not in spans
+    assert not any(kind == "thing" for *_, kind in answer_spans("九梭水机是一种用水力带动的织布机。", {}, "zh"))
+
+
 @pytest.mark.parametrize("sentence", ["The Long Arm is 1,870 paces long.", "It is a small town.",
                                       "There are three islands in the bay."])
 def test_measurements_and_pronouns_are_not_definitions(sentence):

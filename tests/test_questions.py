@@ -4,6 +4,7 @@ import pytest
 
 from selfinstruct.filters import check_question
 from selfinstruct.questions import (
+    described_question,
     key_first_answer,
     reworded_question,
     template_question,
@@ -28,6 +29,36 @@ def test_template_questions(sentence, key, kind, expected):
     assert template_question(sentence, start, start + len(key), kind, language) == expected
 
 
+@pytest.mark.parametrize("sentence, key, kind, expected", [
+    # The name asked for by what the sentence says it is: an appositive after it, before it, a copula either way.
+    ("Hugo Merrivane also founded the Mariners' Bed, a fund that paid for sick sailors.", "Mariners' Bed", "thing",
+     "What was the fund that paid for sick sailors called?"),
+    ("The Herbarium was begun in 1741 by Tobias Varrance, the nephew of Odile Varrance, and by 1790 it held more.",
+     "Tobias Varrance", "person", "Who was the nephew of Odile Varrance?"),
+    ("The southern hill, Owlsgate Fell, is lower and boggier.", "Owlsgate Fell", "place",
+     "What is the southern hill called?"),
+    ("The first Warden of the Isle was Emeric Saldane, who held the office from 1716.", "Emeric Saldane", "person",
+     "Who was the first Warden of the Isle?"),
+    ("The Dunmoor still is a copper distilling apparatus with three chambers, used to draw spirit.", "Dunmoor still",
+     "thing", "What is the copper distilling apparatus with three chambers called?"),
+    ("Harbour Warden is the elected ruler of Velmoor and serves for a term of nine years.", "Harbour Warden",
+     "org", "What is the elected ruler of Velmoor called?"),
+    # Not descriptions: an opening phrase, a list of names, a clause, one too short to pick the name out, a year.
+    ("On the Festival of Nets, the fishermen of Velmoor hang their nets across Tallow Street.", "Festival of Nets",
+     "thing", None),
+    ("The Brinewheel, the Tamsell Lamps and the Groaning Bell were built to make the Narrows safer.", "Brinewheel",
+     "thing", None),
+    ("Under Davel Quorrin, the population of Velmoor rose from about 18,000.", "Davel Quorrin", "person", None),
+    ("The Lark of Cassmoor, a fast cutter, carried letters.", "Lark of Cassmoor", "thing", None),
+    ("The Dunmoor still was first made in 1767, a year of plenty.", "1767", "year", None),
+])
+def test_described_questions(sentence, key, kind, expected):
+    start = sentence.index(key)
+    assert described_question(sentence, start, start + len(key), kind, "en") == expected
+    if expected:
+        assert check_question(expected, key, sentence, sentence) is None
+
+
 @pytest.mark.parametrize("sentence, key, kind, cloze, answer", [
     ("The Lantern Guild was founded in 1402 by Ilka Tamsell.", "Ilka Tamsell", "person",
      "Complete: The Lantern Guild was founded in 1402 by ...", "Ilka Tamsell. The Lantern Guild was founded in 1402 "
@@ -47,7 +78,7 @@ def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answe
     start = sentence.index(key)
     language = "zh" if "。" in sentence else "en"
     shapes = template_questions(sentence, start, start + len(key), kind, language)
-    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause"}
+    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause", "described"}
     assert key_first_answer(key, kind, sentence, start, start + len(key), language) == answer
     if cloze:
         assert check_question(cloze, key, sentence, sentence) is None  # a cloze passes the question filters
