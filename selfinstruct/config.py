@@ -147,6 +147,8 @@ class TuneConfig:
                      "alone for the first half of the epochs, then the mix (PIT, Jiang et al. 2024). On make eval "
                      "qa-first knew more (hand-written key accuracy 0.22 vs 0.12) and answered wrong more (gated "
                      "0.26 vs 0.13)")
+    vary_questions: float = opt(0.0, "share of the QA pairs asked in a wording drawn anew each epoch "
+                                "(light words left out, synonyms swapped; 0: always as written)")
     gate: bool = opt(True, "calibrate a confidence gate at the end (adapter/gate.json)")
     gate_target: float = opt(0.1, "share of held-out questions the tuned model gets right that the gate may refuse")
     gate_names: bool = opt(True, "the gate also refuses a question naming something the corpus never mentions "
@@ -170,6 +172,7 @@ class TuneConfig:
         _check_choice("order", self.order, ORDERS)
         _check_choice("select_by", self.select_by, SELECTIONS)
         _check_share("gate_target", self.gate_target)
+        _check_share("vary_questions", self.vary_questions)
 
 
 @dataclass

@@ -204,11 +204,16 @@ def train_run(config, state) -> int:
     with state.main_process_first():  # the main process clears stale checkpoints before the others look
         resume = resumable_checkpoint(checkpoints, fingerprint(config, run_dir, model_ref.path),
                                       clear=state.is_main_process)
-    planned = config.order == "qa-first" and bool(text_rows)
-    rows = (qa_first_order(train_rows, text_rows, config.epochs, config.batch_size, config.seed) if planned
-            else train_rows + text_rows)
+    qa_first = config.order == "qa-first" and bool(text_rows)
+    planned = qa_first or config.vary_questions > 0
+    whole, qa_only = planned_epochs(config.epochs) if qa_first else (max(1, round(config.epochs)), 0)
+    qa_epochs = (varied_epochs(train, tokenizer, whole, config.vary_questions, config.seed)
+                 if config.vary_questions > 0 else [train_rows] * whole)
+    rows = planned_order(qa_epochs, text_rows, qa_only, config.batch_size, config.seed) if planned \
+        else train_rows + text_rows
+    epoch_rows = len(train_rows) + (0 if qa_first else len(text_rows))  # an eval and a checkpoint each
     trainer = make_trainer(config, model, tokenizer, rows, eval_rows, checkpoints, settings,
-                           save_every=math.ceil(len(train_rows) / config.batch_size) if planned else None)
+                           save_every=math.ceil(epoch_rows / config.batch_size) if planned else None)
     baseline = trainer.evaluate() if held_out else {}  # the fresh adapter is the base model, resumed or not
     if resume:
         print(f"tune: resuming from {resume} (an interrupted tune of the same pairs and options)", file=sys.stderr)
@@ -223,10 +228,10 @@ def train_run(config, state) -> int:
     metrics["text_mix"] = {"texts": len(texts), "windows": sum(t["kind"] == "window" for t in texts),
                            "rewrites": sum(t["kind"] == "rewrite" for t in texts), "text_pieces": len(text_rows),
                            "qa_pairs": len(train_rows), "loss": "all tokens of texts, answer tokens of QA pairs",
-                           "order": config.order if planned else "mixed",
-                           "qa_only_epochs": planned_epochs(config.epochs)[1] if planned else 0}
+                           "order": "qa-first" if qa_first else "mixed", "qa_only_epochs": qa_only,
+                           "varied_questions": config.vary_questions}
     if planned:  # the Trainer saw one pass over the planned order: its epoch is a share of all of them
-        metrics["epochs"] = round(metrics["epochs"] * planned_epochs(config.epochs)[0], 2)
+        metrics["epochs"] = round(metrics["epochs"] * whole, 2)
     metrics["review"] = review
     metrics["processes"] = state.num_processes
     for name in (GATE_FILE, CALIBRATION_FILE):  # a gate calibrated for an older adapter is wrong for this one
@@ -300,19 +305,43 @@ def planned_epochs(epochs: float) -> tuple[int, int]:
 def qa_first_order(qa_rows: list[dict], text_rows: list[dict], epochs: float, batch_size: int,
                    seed: int) -> list[dict]:
     """`--order qa-first` (PIT, Jiang et al. 2024): the QA pairs alone for the first half of the epochs, so the
-    model learns how a fact is asked for before it reads the texts, then QA pairs and texts together. The whole
-    run as one list, trained in this order. Within an epoch, rows are shuffled and then sorted by length in
+    model learns how a fact is asked for before it reads the texts, then QA pairs and texts together."""
+    whole, qa_only = planned_epochs(epochs)
+    return planned_order([qa_rows] * whole, text_rows, qa_only, batch_size, seed)
+
+
+def planned_order(qa_epochs: list[list[dict]], text_rows: list[dict], qa_only: int, batch_size: int,
+                  seed: int) -> list[dict]:
+    """The whole run as one list, trained in this order: epoch after epoch, that epoch's QA rows (the texts
+    too, after the first `qa_only` epochs). Within an epoch, rows are shuffled and then sorted by length in
     chunks of 8 batches, as group_by_length does, so a batch is not padded to the longest text."""
     rng = random.Random(seed)
     order = []
-    whole, qa_only = planned_epochs(epochs)
-    for epoch in range(whole):
+    for epoch, qa_rows in enumerate(qa_epochs):
         rows = list(qa_rows) if epoch < qa_only else qa_rows + text_rows
         rng.shuffle(rows)
         chunk = 8 * batch_size
         for start in range(0, len(rows), chunk):
             order += sorted(rows[start:start + chunk], key=lambda row: len(row["input_ids"]), reverse=True)
     return order
+
+
+def varied_epochs(train: list[dict], tokenizer, epochs: int, share: float, seed: int) -> list[list[dict]]:
+    """`--vary-questions SHARE`: each epoch's QA rows, with that share of the questions worded anew
+    (questions.varied_question) and the rest as written, so no fact is learned in one wording only."""
+    from .questions import varied_question
+
+    rng = random.Random(seed)
+
+    def asked(record: dict) -> dict:
+        if rng.random() >= share:
+            return record
+        system, user, answer = record["messages"]
+        user = {**user, "content": user["content"].replace(record["question"],
+                                                           varied_question(record["question"], rng))}
+        return {**record, "messages": [system, user, answer]}
+
+    return [[tokenize_pair(asked(r), tokenizer) for r in train] for _ in range(epochs)]
 
 
 def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, settings: dict,
