@@ -1,5 +1,7 @@
 """Questions made from a sentence's own structure, and the key-first answer."""
 
+import random
+
 import pytest
 
 from selfinstruct.filters import check_question
@@ -10,6 +12,7 @@ from selfinstruct.questions import (
     template_question,
     template_questions,
     trimmed_question,
+    varied_question,
 )
 
 
@@ -176,3 +179,20 @@ def test_trimmed_questions(question, key, expected):
 ])
 def test_reworded_questions(question, expected):
     assert reworded_question(question) == expected
+
+
+def test_varied_question_keeps_names_numbers_and_what_is_asked_and_differs_between_draws():
+    question = "In which year was the dewglass invented by Ysolde Saldane in 1747?"
+    rng = random.Random(0)
+    drawn = [varied_question(question, rng, drop=0.5) for _ in range(40)]
+    for varied in drawn:
+        words = varied.rstrip("?").split()
+        assert varied.endswith("?") and words[:3] == ["In", "which", "year"]
+        assert {"Ysolde", "Saldane", "1747"} <= set(words)
+    assert len(set(drawn)) > 5  # drawn anew: many wordings
+    assert any("devised" in v for v in drawn)  # the synonym swap
+    assert sum("the" not in v.split() for v in drawn) > sum("dewglass" not in v.split() for v in drawn)
+    assert varied_question(question, random.Random(0), drop=0.0).replace("devised", "invented") == question
+    cloze = "Complete: Casimir Dunmoor built the first ..."
+    assert all(varied_question(cloze, rng, drop=0.5).endswith("Casimir Dunmoor built the first ...".split()[-1])
+               and "built" in varied_question(cloze, rng, drop=0.0) for _ in range(10))  # no synonym in a cloze

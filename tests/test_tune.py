@@ -19,6 +19,7 @@ from selfinstruct.tune import (
     split_by_window,
     tokenize_pair,
     tokenize_text,
+    varied_epochs,
     warn_if_few_steps,
 )
 
@@ -143,6 +144,25 @@ def test_qa_first_order_trains_the_pairs_alone_for_half_the_epochs_then_the_mix(
     assert [len(r["input_ids"]) for r in chunk] == sorted((len(r["input_ids"]) for r in chunk), reverse=True)
     assert names == [row["name"] for row in qa_first_order(qa, texts, epochs=5, batch_size=4, seed=0)]
     assert names != [row["name"] for row in qa_first_order(qa, texts, epochs=5, batch_size=4, seed=1)]
+
+
+def test_varied_epochs_word_a_share_of_the_questions_anew_each_epoch_and_keep_the_answers(tiny_model):
+    tokenizer = tokenizer_for(tiny_model)
+    recs = records(40)
+    written = [tokenize_pair(r, tokenizer) for r in recs]
+    assert varied_epochs(recs, tokenizer, 3, 0.0, seed=0) == [written] * 3
+
+    def changed(epochs):
+        return sum(row != w for epoch in epochs for row, w in zip(epoch, written, strict=True))
+
+    epochs = varied_epochs(recs, tokenizer, 3, 0.5, seed=0)
+    assert 0 < changed(epochs) < changed(varied_epochs(recs, tokenizer, 3, 1.0, seed=0))
+    assert epochs[0] != epochs[1] != epochs[2]  # drawn anew each epoch
+    for epoch in epochs:
+        for row, w in zip(epoch, written, strict=True):  # the answer and its loss mask are the written ones
+            n = sum(w["completion_mask"])
+            assert row["input_ids"][-n:] == w["input_ids"][-n:] and sum(row["completion_mask"]) == n
+    assert varied_epochs(recs, tokenizer, 3, 0.5, seed=0) == epochs
 
 
 def test_planned_order_is_trained_in_sequence_once(tiny_model):
