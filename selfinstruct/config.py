@@ -122,7 +122,8 @@ class TuneConfig:
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA scaling numerator (scale = alpha / r)")
     lora_dropout: float = opt(0.05, "dropout on the LoRA input")
-    epochs: float = opt(5.0, "passes over the training data (measured on make eval's corpus: 2 at the old 5e-4 taught "
+    epochs: float = opt(5.0, "passes over the training data, rounded to whole ones with --vary-questions or "
+                        "--order qa-first (measured on make eval's corpus: 2 at the old 5e-4 taught "
                         "the answer format but no fact; at 2e-3 held-out phrasings were learned best after 5)")
     learning_rate: float | None = opt(None, "peak learning rate (default: 2e-3 below 1B parameters, where 5e-4 "
                                       "never taught a fact, measured; 2e-4 above, as in QLoRA)")
