@@ -308,13 +308,20 @@ def reworded_question(question: str) -> str | None:
     if question.startswith("Complete:"):
         return None
     for m in SYNONYM_WORD.finditer(question):
-        word = m.group()
-        if any(w[0].isupper() for w in word.split()[m.start() == 0:]):
-            continue  # part of a name: "the First Wallmaster", "Shuttered Weeks Town"
-        synonym = SYNONYMS[word.lower()]
-        synonym = synonym[0].upper() + synonym[1:] if word[0].isupper() else synonym
-        return question[:m.start()] + synonym + question[m.end():]
+        synonym = synonym_for(m)
+        if synonym:
+            return question[:m.start()] + synonym + question[m.end():]
     return None
+
+
+def synonym_for(m: re.Match) -> str | None:
+    """The synonym of a SYNONYM_WORD match, capitalised as the word was; None inside a name ("the First
+    Wallmaster", "Shuttered Weeks Town"), where a swap would make another name."""
+    word = m.group()
+    if any(w[0].isupper() for w in word.split()[m.start() == 0:]):
+        return None
+    synonym = SYNONYMS[word.lower()]
+    return synonym[0].upper() + synonym[1:] if word[0].isupper() else synonym
 
 
 # Words a varied wording keeps: what the question asks for ("how many", "which year") and what it asks about.
@@ -343,11 +350,7 @@ def varied_question(question: str, rng, drop: float = 0.2) -> str:
         return text  # a cloze keeps the corpus's words to be completed; fewer of them is still a cloze
 
     def swap(m: re.Match) -> str:
-        word = m.group()
-        if rng.random() < 0.5 or any(w[0].isupper() for w in word.split()[m.start() == 0:]):
-            return word
-        synonym = SYNONYMS[word.lower()]
-        return synonym[0].upper() + synonym[1:] if word[0].isupper() else synonym
+        return m.group() if rng.random() < 0.5 else synonym_for(m) or m.group()
 
     return SYNONYM_WORD.sub(swap, text)
 
