@@ -475,17 +475,20 @@ def _best_step(trainer) -> int | None:
 def merge(base_path: Path, adapter_dir: Path, out: Path, tokenizer, quantization: str) -> None:
     """The adapter folded into the base it was trained against, servable by vLLM or transformers without peft.
     With NF4 that base is the de-quantized NF4 weights, not the original ones: the adapter learned to correct
-    the quantized layers, and on the originals its answers drift from what `ask` and `serve` give. Saved in the
-    compute dtype (fp32 on this CPU, bf16/fp16 on a GPU), so nothing is rounded that the adapter did not see."""
+    the quantized layers, and on the originals its answers drift from what `ask` and `serve` give. The sum is
+    taken in fp32 and rounded once to the compute dtype it is saved in: summed in bf16, B @ A and W + B @ A
+    were each rounded, and a short rank-64 run's folded answers parted from the served ones after near ties
+    that the fp32 fold kept (measured, README)."""
+    import torch
     from peft import PeftModel
 
-    from .models import load_model
+    from .models import compute_dtype, load_model
 
-    base, _ = load_model(base_path, quantization)
+    base, _ = load_model(base_path, quantization, dtype=torch.float32)
     if quantization == "nf4":
         base = base.dequantize()
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.save_pretrained(out)
+    merged.to(compute_dtype()).save_pretrained(out)
     tokenizer.save_pretrained(out)
 
 

@@ -288,7 +288,10 @@ def test_real_tune_on_the_embedded_model_lowers_eval_loss(tmp_path, tiny_model, 
         assert (adapter / name).is_file(), name
     assert "[INST]" in (adapter / "chat_template.jinja").read_text()
     assert not (adapter / ".checkpoints").exists()
-    # tune --merge and the adapter as ask/serve load it (on the NF4 base) give the same greedy answers.
+    # tune --merge and the adapter as ask/serve load it (on the NF4 base) agree: along the served model's greedy
+    # answers, the fold's log-probs stay far closer to the served ones than the adapter moved them from the base.
+    # bf16 compute (a CPU with AVX-512 bf16) alone moves them by ~2 where the adapter moved them by ~30, so
+    # near ties may part a greedy answer; a fold onto the original weights instead of the NF4 ones moved them 12.
     from selfinstruct.backends import Sampling
     from selfinstruct.backends.hf import HFGenerator
 
@@ -299,13 +302,25 @@ def test_real_tune_on_the_embedded_model_lowers_eval_loss(tmp_path, tiny_model, 
                for p in pairs]
     greedy = Sampling(max_new_tokens=24, stop=("[INST]",))
     answers = served.generate(prompts, greedy)
-    # Folding NF4 into float is exact up to rounding, and a CPU with AVX-512 bf16 runs the 4-bit layers in bf16:
-    # a greedy answer may part ways after a near tie, but not at its start, and not in most answers.
-    folded = merged.generate(prompts, greedy)
-    assert all(f.split()[:4] == a.split()[:4] for f, a in zip(folded, answers, strict=True)), (folded, answers)
-    assert sum(f == a for f, a in zip(folded, answers, strict=True)) >= len(answers) - 2, (folded, answers)
+    served_lp = [answer_logprobs(served, p, a) for p, a in zip(prompts, answers, strict=True)]
     with served.base_only():
+        base_lp = [answer_logprobs(served, p, a) for p, a in zip(prompts, answers, strict=True)]
         assert served.generate(prompts, greedy) != answers, "the adapter changes the answers it is compared on"
+    folded_lp = [answer_logprobs(merged, p, a) for p, a in zip(prompts, answers, strict=True)]
+    adapter_shift = min((s - b).abs().max() for s, b in zip(served_lp, base_lp, strict=True))
+    fold_error = max((f - s).abs().max() for f, s in zip(folded_lp, served_lp, strict=True))
+    assert fold_error < 0.2 * adapter_shift, (fold_error, adapter_shift)
+    folded = merged.generate(prompts, greedy)
+    assert sum(f == a for f, a in zip(folded, answers, strict=True)) >= len(answers) - 2, (folded, answers)
+
+
+def answer_logprobs(generator, prompt: str, answer: str):
+    """Log-probs over the vocabulary at each token of `answer` after `prompt` (teacher-forced)."""
+    tokens = [generator.tokenizer(t, return_tensors="pt", add_special_tokens=False)["input_ids"]
+              for t in (prompt, answer)]
+    with torch.inference_mode():
+        logits = generator.model(torch.cat(tokens, 1)).logits[0, tokens[0].shape[1] - 1:-1].float()
+    return torch.log_softmax(logits, -1)
 
 
 def test_neftune_noise_is_on_the_embeddings_during_training(tiny_model, tmp_path):
