@@ -143,13 +143,22 @@ def agrees(reply: str, key: str) -> bool:
 
 
 ARTICLES = {"a", "an", "the"}
+COMPOUND_NUMBER = re.compile(r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)[- ](one|two|three|four|five|"
+                             r"six|seven|eight|nine)\b", re.IGNORECASE)
+
+
+def compound_numbers(text: str) -> str:
+    """"twenty-six" -> "26", so that a key written in words matches an answer in digits and back."""
+    return COMPOUND_NUMBER.sub(lambda m: str(int(NUMBER_WORDS[m[1].lower()]) + int(NUMBER_WORDS[m[2].lower()])),
+                               text)
 
 
 def key_match(answer: str, key: str) -> bool:
     """The answer holds the key, after normalising case, punctuation, articles and number spellings
-    ("Cirque du Soleil" in "It was the cirque du soleil."; "forty beds" in "40 beds"): what a person checks."""
+    ("Cirque du Soleil" in "It was the cirque du soleil."; "forty beds" in "40 beds", "twenty-six years" in
+    "26 years"): what a person checks."""
     def words(text):
-        return [t.removesuffix("'s").removesuffix("’s") for t in tokens(text) if t not in ARTICLES]
+        return [t.removesuffix("'s").removesuffix("’s") for t in tokens(compound_numbers(text)) if t not in ARTICLES]
 
     key_tokens, answer_tokens = words(key), words(answer)
     n = len(key_tokens)

@@ -6,10 +6,10 @@ import pytest
 from selfinstruct.cli import main
 from selfinstruct.entities import corpus_entities
 from selfinstruct.negatives import name_share
-from selfinstruct.probe import Probe, absent_probes, is_refusal, judge
+from selfinstruct.probe import Probe, absent_probes, is_refusal, judge, paraphrase_probes
 from selfinstruct.report import interval_line, metrics, wilson, write
 
-from .conftest import SAMPLE_EN, SAMPLE_ZH
+from .conftest import SAMPLE_EN, SAMPLE_ZH, FakeGenerator
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +287,8 @@ def test_llm_judge_is_reported_beside_the_rules(tmp_path, tiny_model, fake_engin
     ("It was the cirque du soleil, in 2004.", "Cirque du Soleil", True),
     ("Cirque.", "Cirque du Soleil", False), ("Hemsworth's boat.", "Hemsworth", True),
     ("About 40 beds.", "forty beds", True), ("In 1,020 feet", "1,020 feet", True), ("1709", "1790", False),
-    ("The Lissom Burn", "Lissom Burn", True)])
+    ("The Lissom Burn", "Lissom Burn", True), ("She ran it for 26 years.", "twenty-six years", True),
+    ("Twenty six years", "26 years", True), ("Twenty years", "twenty-six years", False)])
 def test_key_accuracy_normalises_case_punctuation_articles_and_numbers(answer, key, expected):
     probe = Probe("k", "user", "wh", "Q?", reference=key, key=None)
     assert judge(probe, answer)["key_match"] is expected
@@ -363,3 +364,48 @@ def test_answer_cache_drops_a_torn_line_so_later_answers_survive_a_second_kill(t
     again = AnswerCache(path, "s1")
     assert [again.get("tuned", q) for q in ("q1", "q2", "q3")] == ["a1", "a2", "a3"]
     assert AnswerCache(path, "another adapter").answers == {}
+
+
+def test_paraphrase_probes_keep_one_well_posed_new_question_a_fact(english, embedded_model):
+    """What the small writer gets wrong is kept out (a question naming nothing, two questions in one, a trained
+    question, one that holds its key, one question for two facts); at most one probe a fact, n in all."""
+    from selfinstruct.models import load_tokenizer
+    from selfinstruct.prompts import stems
+
+    text, entities = english
+    written = {  # key, kind, words of its sentence, then what the writer adds to each of the kind's three stems
+        "Saro Keldane": ("person", "built the Brinewheel in 1372", [
+            " was the engineer who built the tide clock for the pilots?",  # names nothing
+            " built the tide clock of Velmoor, and what year was it?",  # two questions
+            " built the tide clock of Velmoor in 1372?"]),
+        "64 feet": ("quantity", "Tide Tower is 64", [
+            " Trained question 1 about the Tide Tower?", " feet tall is the Tide Tower on the Old Stair?", " x"]),
+        "three silver marks": ("quantity", "three silver marks a copy",  # two facts: the second is a twin
+                               [" silver marks did a copy of the Venhaddick Tables cost?"] * 3),
+        "1509": ("year", "first printed tide tables", [
+            " did Rolo Venhaddick calculate the first printed tide tables of Velmoor?", " x", " x"]),
+        "Rolo Venhaddick": ("person", "first printed tide tables", [" used Rolo Venhaddick's tables from 1509?"] * 3),
+    }
+    pairs = []
+    for i, (key, (kind, words, _)) in enumerate(written.items()):
+        start = text.rindex(".", 0, text.index(words)) + 2
+        pairs.append({"id": f"p{i}", "fact_id": f"f{i}", "question": f"Trained question {i} about the Tide Tower?",
+                      "answer": f"{key}.", "answerable": True, "key": key, "kind": kind,
+                      "evidence": [start, text.index(".", start) + 1], "start": 0, "end": len(text)})
+    pairs.append({**pairs[2], "id": "p5", "fact_id": "f5"})
+
+    def reply(prompt):
+        key = next(k for k in written if f'"{k}"' in prompt)
+        kind_stems = stems(written[key][0], "en")
+        stem = max((s for s in kind_stems if prompt.endswith(s)), key=len)
+        return written[key][2][kind_stems.index(stem)]
+
+    generator = FakeGenerator(reply, load_tokenizer(embedded_model))
+    probes = paraphrase_probes(generator, pairs, text, "en", 10, 0, entities)
+    assert {(p.key, p.question) for p in probes} == {
+        ("Saro Keldane", "Who was the person who built the tide clock of Velmoor in 1372?"),
+        ("64 feet", "What number of feet tall is the Tide Tower on the Old Stair?"),
+        ("three silver marks", "How many silver marks did a copy of the Venhaddick Tables cost?"),
+        ("1509", "In which year did Rolo Venhaddick calculate the first printed tide tables of Velmoor?")}
+    assert [p.origin for p in probes] == ["paraphrase"] * 4 and len({p.derived_from for p in probes}) == 4
+    assert len(paraphrase_probes(generator, pairs, text, "en", 2, 0, entities)) == 2
