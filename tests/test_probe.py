@@ -376,7 +376,7 @@ def test_paraphrase_probes_keep_one_well_posed_new_question_a_fact(english, embe
     written = {  # key, kind, words of its sentence, then what the writer adds to each of the kind's three stems
         "Saro Keldane": ("person", "built the Brinewheel in 1372", [
             " was the engineer who built the tide clock for the pilots?",  # names nothing
-            " built the tide clock of Velmoor, and what year was it?",  # two questions
+            " built the tide clock of Velmoor in 1372, and how long did the work take?",  # two questions
             " built the tide clock of Velmoor in 1372?"]),
         "64 feet": ("quantity", "Tide Tower is 64", [
             " Trained question 1 about the Tide Tower?", " feet tall is the Tide Tower on the Old Stair?", " x"]),
