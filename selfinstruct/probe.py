@@ -123,14 +123,11 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
                   derived_from=p["id"]) for i, p in enumerate(chosen)]
 
 
-def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed, entities) -> list[Probe]:
-    """New phrasings of trained facts, written by the generator model the way generate writes questions. A
-    probe must be a question a reader of the corpus could answer, or it measures the writer, not the tuned
-    model: it passes generate's filters, differs from every trained question, names something of the corpus
-    (a name or a figure: "How many members are there?" picks out no fact), asks one thing, does not hold its
-    key as the scorer reads it ("... Hugo Merrivane's ship?" for Hugo Merrivane), and is no rewording
-    of another fact's probe (one question for two facts has no one answer). Sampled at 0.9 for wordings unlike
-    the training ones, most of what the small model writes fails, so four facts are tried per probe wanted."""
+def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) -> list[Probe]:
+    """New phrasings of trained facts, written by the generator model the way generate writes questions, kept
+    only if they pass the same filters, differ from every question the model was trained on, do not hold their
+    key as the scorer reads it ("... Captain Hugo Merrivane's carabine?" for Hugo Merrivane: generate's check
+    misses the possessive) and are no near-twin of another fact's probe (one question, two answers)."""
     trained = filters.NearDuplicates(0.5)
     for p in train_pairs:
         trained.add(p["question"])
@@ -138,33 +135,19 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed, en
     for p in train_pairs:
         if p.get("key") and p.get("evidence"):
             facts.setdefault(p.get("fact_id", p["id"]), []).append(p)  # a hand-made qa.jsonl may lack fact ids
-    chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 4 * n))
+    chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 2 * n))
     written = _write_paraphrases(generator, [facts[f][0] for f in chosen], corpus_text, language, seed)
     probes, done, kept = [], set(), filters.NearDuplicates(0.5)
     for pair, sentence, question in written:
         window = corpus_text[pair["start"]:pair["end"]]
         if len(probes) == n or pair["id"] in done or filters.check_question(question, pair["key"], sentence, window) \
-                or trained.find(question) or kept.find(question) or not _well_posed(question, entities) \
-                or filters.key_match(question, pair["key"]):
+                or trained.find(question) or kept.find(question) or filters.key_match(question, pair["key"]):
             continue
         done.add(pair["id"])  # a fact's first pair stands for the fact
         kept.add(question)
         probes.append(Probe(f"paraphrase-{len(probes)}", "answerable", "paraphrase", question, pair["answer"],
                             pair["key"], derived_from=pair["id"]))
     return probes
-
-
-# "..., and what ...", "... and for how many ...": two questions in one ("..., which ..." is a relative clause).
-TWO_QUESTIONS = re.compile(r",\s+(?:and\s+)?(?:what|how|why)\b|\band\s+(?:(?:for|in|by|to|with|from|at|on)\s+)?"
-                           r"(?:what|who|which|where|when|why|how)\b|[?？].+[?？]", re.IGNORECASE)
-
-
-def _well_posed(question: str, entities: dict[str, str]) -> bool:
-    """One question that names what it asks about: an entity of the corpus, in any case ("the long arm"), or
-    a figure in digits (a number word is often a pronoun: "What happens to the second one?")."""
-    lowered = question.lower()
-    return not TWO_QUESTIONS.search(question) and (bool(re.search(r"\d", question))
-                                                   or any(name.lower() in lowered for name in entities))
 
 
 def _write_paraphrases(generator, pairs, corpus_text, language, seed) -> list[tuple[dict, str, str | None]]:
@@ -270,7 +253,7 @@ def run(config) -> int:
     probes += verbatim_probes(train_pairs, config.n_answerable - config.n_answerable // 2, rng)
     with generator.base_only():
         probes += paraphrase_probes(generator, train_pairs, corpus.text, language, config.n_answerable // 2,
-                                    config.seed, entities)
+                                    config.seed)
     probes += user
     if not probes:
         raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")

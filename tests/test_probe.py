@@ -366,25 +366,23 @@ def test_answer_cache_drops_a_torn_line_so_later_answers_survive_a_second_kill(t
     assert AnswerCache(path, "another adapter").answers == {}
 
 
-def test_paraphrase_probes_keep_one_well_posed_new_question_a_fact(english, embedded_model):
-    """What the small writer gets wrong is kept out (a question naming nothing, two questions in one, a trained
-    question, one that holds its key, one question for two facts); at most one probe a fact, n in all."""
+def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(english, embedded_model):
+    """What the small writer gets wrong is kept out (a trained question, one that holds its key, one question
+    for two facts); at most one probe a fact, n in all."""
     from selfinstruct.models import load_tokenizer
     from selfinstruct.prompts import stems
 
-    text, entities = english
+    text, _ = english
     written = {  # key, kind, words of its sentence, then what the writer adds to each of the kind's three stems
         "Saro Keldane": ("person", "built the Brinewheel in 1372", [
-            " was the engineer who built the tide clock for the pilots?",  # names nothing
-            " built the tide clock of Velmoor in 1372, and how long did the work take?",  # two questions
-            " built the tide clock of Velmoor in 1372?"]),
+            " built Saro Keldane's tide clock for the pilots in 1372?",  # holds its key
+            " x", " built the tide clock of Velmoor in 1372?"]),
         "64 feet": ("quantity", "Tide Tower is 64", [
             " Trained question 1 about the Tide Tower?", " feet tall is the Tide Tower on the Old Stair?", " x"]),
         "three silver marks": ("quantity", "three silver marks a copy",  # two facts: the second is a twin
                                [" silver marks did a copy of the Venhaddick Tables cost?"] * 3),
         "1509": ("year", "first printed tide tables", [
             " did Rolo Venhaddick calculate the first printed tide tables of Velmoor?", " x", " x"]),
-        "Rolo Venhaddick": ("person", "first printed tide tables", [" used Rolo Venhaddick's tables from 1509?"] * 3),
     }
     pairs = []
     for i, (key, (kind, words, _)) in enumerate(written.items()):
@@ -392,7 +390,7 @@ def test_paraphrase_probes_keep_one_well_posed_new_question_a_fact(english, embe
         pairs.append({"id": f"p{i}", "fact_id": f"f{i}", "question": f"Trained question {i} about the Tide Tower?",
                       "answer": f"{key}.", "answerable": True, "key": key, "kind": kind,
                       "evidence": [start, text.index(".", start) + 1], "start": 0, "end": len(text)})
-    pairs.append({**pairs[2], "id": "p5", "fact_id": "f5"})
+    pairs.append({**pairs[2], "id": "p4", "fact_id": "f4"})
 
     def reply(prompt):
         key = next(k for k in written if f'"{k}"' in prompt)
@@ -401,11 +399,11 @@ def test_paraphrase_probes_keep_one_well_posed_new_question_a_fact(english, embe
         return written[key][2][kind_stems.index(stem)]
 
     generator = FakeGenerator(reply, load_tokenizer(embedded_model))
-    probes = paraphrase_probes(generator, pairs, text, "en", 10, 0, entities)
+    probes = paraphrase_probes(generator, pairs, text, "en", 10, 0)
     assert {(p.key, p.question) for p in probes} == {
         ("Saro Keldane", "Who was the person who built the tide clock of Velmoor in 1372?"),
         ("64 feet", "What number of feet tall is the Tide Tower on the Old Stair?"),
         ("three silver marks", "How many silver marks did a copy of the Venhaddick Tables cost?"),
         ("1509", "In which year did Rolo Venhaddick calculate the first printed tide tables of Velmoor?")}
     assert [p.origin for p in probes] == ["paraphrase"] * 4 and len({p.derived_from for p in probes}) == 4
-    assert len(paraphrase_probes(generator, pairs, text, "en", 2, 0, entities)) == 2
+    assert len(paraphrase_probes(generator, pairs, text, "en", 2, 0)) == 2
