@@ -381,11 +381,11 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
 
 
 def adapter_in_compute_dtype(model) -> int:
-    """trl casts a quantized model's adapter to bf16, QLoRA's recipe where the base computes in bf16. Where it
-    computes in fp32 (a CPU without AVX-512 bf16: most laptops), every LoRA matmul then runs in emulated bf16 and
-    the optimizer rounds each update to 8 bits of mantissa: on the 2-core AVX2 EPYC a training step took 3.3-3.6x
-    as long as with the adapter in fp32 (measured, README "Performance"). There the adapter follows the base's
-    compute dtype, as the embeddings do; elsewhere trl's bf16 stands. Returns how many tensors were cast."""
+    """trl casts a quantized model's adapter to bf16, QLoRA's recipe where the base computes in bf16. Where it computes
+    in fp32 (a CPU without AVX-512 bf16: most laptops), every LoRA matmul then runs in emulated bf16 and each update
+    is rounded into bf16 weights: on the 2-core AVX2 EPYC a micro-batch took 3.3-3.9x as long as with the adapter in
+    fp32 (measured, README "Performance"). There the adapter follows the base's compute dtype, as the embeddings do;
+    elsewhere trl's bf16 stands. Returns how many tensors were cast."""
     import torch
 
     if model.get_input_embeddings().weight.dtype != torch.float32:

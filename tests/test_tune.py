@@ -192,7 +192,7 @@ def test_training_changes_lora_weights_and_leaves_the_base_alone(tiny_model, tmp
 
 def test_the_adapter_trains_in_the_compute_dtype_of_the_base(tiny_model):
     """trl casts a quantized model's adapter to bf16 (QLoRA's recipe for bf16 compute). On an fp32-compute CPU
-    that made every LoRA matmul an emulated bf16 one, 3.3-3.6x slower a step: there the adapter stays fp32."""
+    that made every LoRA matmul an emulated bf16 one, 3.3-3.9x slower: there the adapter stays fp32."""
     tokenizer = tokenizer_for(tiny_model)
     rows = [tokenize_pair(r, tokenizer) for r in records(8)]
     for dtype in (torch.float32, torch.bfloat16):
