@@ -380,20 +380,19 @@ def make_trainer(config, model, tokenizer, train, held_out, checkpoints: Path, s
     return trainer
 
 
-def adapter_in_compute_dtype(model) -> int:
+def adapter_in_compute_dtype(model) -> None:
     """trl casts a quantized model's adapter to bf16, QLoRA's recipe where the base computes in bf16. Where it computes
     in fp32 (a CPU without AVX-512 bf16: most laptops), every LoRA matmul then runs in emulated bf16 and each update
     is rounded into bf16 weights: on the 2-core AVX2 EPYC a micro-batch took 3.3-3.9x as long as with the adapter in
     fp32 (measured, README "Performance"). There the adapter follows the base's compute dtype, as the embeddings do;
-    elsewhere trl's bf16 stands. Returns how many tensors were cast."""
+    elsewhere trl's bf16 stands."""
     import torch
 
     if model.get_input_embeddings().weight.dtype != torch.float32:
-        return 0
-    cast = [p for p in model.parameters() if p.requires_grad and p.dtype != torch.float32]
-    for param in cast:
-        param.data = param.data.float()
-    return len(cast)
+        return
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 class AnswerLossTrainer(SFTTrainer):
