@@ -140,24 +140,33 @@ def find_mentions(sentence: str, entities: dict[str, str]) -> list[tuple[int, in
     return sorted(spans)
 
 
-PRONOUN = re.compile(r"\b(?:[Ii]ts?|[Hh]e|[Ss]he|[Hh]is)\b")
+# "Her" only where it opens a sentence, and so is possessive ("Her preparation ..."); elsewhere it may be "him".
+PRONOUN = re.compile(r"\b(?:[Ii]ts?|[Hh]e|[Ss]he|[Hh]is)\b|^Her\b")
+POSSESSIVE_PRONOUNS = ("its", "his", "her")
+PERSON_PRONOUNS = ("he", "she", "his", "her")
 # Where a sentence's main clause ends; a pronoun after it may stand for a name of its own sentence.
 SUBCLAUSE = re.compile(r"[,;:]|\b(?:that|which|who|whose|because|where|when|while|until|after|before)\b")
 OPENING = re.compile(r"(?:(?:In|By|After|Before|From|Until|During)\s[^,]*?\b\d{3,4},?\s+)?(?:[Tt]he\s+)?")
+# "The best-known building in the garden is the Lantern Glasshouse": the name that follows is what the sentence
+# is about, as much as if it opened it.
+IDENTIFIED = re.compile(r"[Tt]he\s[^,;]*?\b(?:is|was)\s+(?:the\s+)?")
+# ", the daughter of Emeric Saldane,": a name inside an appositive describes the subject; it is no rival to it.
+APPOSITIVE = re.compile(r",\s+(?:the|a|an)\s[^,]*,")
 # "It was said that ...": an "it" that stands for nothing.
 EXPLETIVE_IT = re.compile(r"(?i)\bit\s+(?:is|was)\s+(?:said|thought|believed|known|likely|possible|clear|common|"
                           r"usual|customary|necessary|true)\b")
 
 
 def resolve_pronouns(sentences: list[str], entities: dict[str, str], language: str) -> list[str]:
-    """Each sentence with its leading "it", "its", "he", "she" or "his" replaced by the name it stands for, so
-    that a fact sentence says what it is about ("Emeric Saldane founded it in 1723, and it opened with forty
-    beds" -> "... founded the Harrowmede Infirmary in 1723, and the Harrowmede Infirmary opened ...") and so do
-    the questions made from it: a question about "it" asks about nothing a person can name. Only where the
-    antecedent is plain, since a wrong guess would teach a false fact: the pronoun is in the sentence's main
+    """Each sentence with its leading "it", "its", "he", "she", "his" or opening "Her" replaced by the name it
+    stands for, so that a fact sentence says what it is about ("Emeric Saldane founded it in 1723, and it opened
+    with forty beds" -> "... founded the Harrowmede Infirmary in 1723, and the Harrowmede Infirmary opened ...")
+    and so do the questions made from it: a question about "it" asks about nothing a person can name. Only where
+    the antecedent is plain, since a wrong guess would teach a false fact: the pronoun is in the sentence's main
     clause (or opens a clause joined to it by "and"), it stands for the subject of the sentence before, named at
-    its start, of the pronoun's sort (a person for he/she, the only person named there), and no name of that
-    sort comes earlier in its own sentence. English only; other languages come back as given."""
+    its start or after "The ... is", of the pronoun's sort (a person for he/she, the only person named there
+    outside an appositive to it), and no name of that sort comes earlier in its own sentence. English only;
+    other languages come back as given."""
     if language != "en":
         return list(sentences)
     resolved: list[str] = []
@@ -175,7 +184,7 @@ def _resolve(sentence: str, previous: str, entities: dict[str, str]) -> str:
         return sentence
     name, is_person = antecedent
     clause_end = next((m.start() for m in SUBCLAUSE.finditer(sentence) if m.start() > 0), len(sentence))
-    pronouns = [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in ("he", "she", "his")) == is_person]
+    pronouns = [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in PERSON_PRONOUNS) == is_person]
     if not pronouns or pronouns[0].start() > clause_end:
         return sentence
     if any(s < pronouns[0].start() and (kind == "person") == is_person for s, _, kind in find_mentions(
@@ -183,7 +192,7 @@ def _resolve(sentence: str, previous: str, entities: dict[str, str]) -> str:
         return sentence  # it may stand for a name of its own sentence
     pronouns = [pronouns[0]] + [m for m in pronouns[1:] if re.search(r"(?:,\s*and|;)\s+$", sentence[:m.start()])]
     for m in reversed(pronouns):  # from the end, so earlier offsets stay right
-        word = name + ("'s" if m.group().lower() in ("its", "his") else "")
+        word = name + ("'s" if m.group().lower() in POSSESSIVE_PRONOUNS else "")
         if m.start() == 0:
             word = word[0].upper() + word[1:]
         sentence = sentence[:m.start()] + word + sentence[m.end():]
@@ -191,13 +200,17 @@ def _resolve(sentence: str, previous: str, entities: dict[str, str]) -> str:
 
 
 def _subject(sentence: str, entities: dict[str, str]) -> tuple[str, bool] | None:
-    """The name the sentence opens with (after a leading time phrase), with its "the", and whether it is a
-    person; None when it opens otherwise, or names a person beside another (which one "she" means is a guess)."""
+    """The name the sentence opens with (after a leading time phrase) or says its subject is ("The oldest house is
+    the X"), with its "the", and whether it is a person; None when it opens otherwise, or names a person beside
+    another outside an appositive to it (which one "she" means is a guess)."""
     mentions = find_mentions(sentence, entities)
-    if not mentions or not OPENING.fullmatch(sentence[:mentions[0][0]]):
+    if not mentions or not (OPENING.fullmatch(sentence[:mentions[0][0]])
+                            or IDENTIFIED.fullmatch(sentence[:mentions[0][0]])):
         return None
     start, end, kind = mentions[0]
-    if kind == "person" and sum(k == "person" for _, _, k in mentions) > 1:
+    appositive = APPOSITIVE.match(sentence, end)
+    rivals_from = appositive.end() if appositive else end
+    if kind == "person" and any(k == "person" for s, _, k in mentions[1:] if s >= rivals_from):
         return None
     name = sentence[start:end]
     if name.startswith("The "):
@@ -305,8 +318,16 @@ YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b(?!\s*(?:paces|miles|feet|people
 EN_NUMBER_WORD = "|".join("""one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
 sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand""".split())
 # A whole count, so the key is "twenty-four beds" or "one hundred plants", never the "four beds" inside it.
-EN_COUNT = rf"\d[\d,]*|(?:{EN_NUMBER_WORD})(?:[- ](?:and[ ])?(?:{EN_NUMBER_WORD}))*"
-EN_QUANTITY = re.compile(rf"\b(?:{EN_COUNT})\s+(?:[a-z]+-)?[a-z]+s\b", re.IGNORECASE)
+EN_COUNT = rf"\d(?:[\d,]*\d)?|(?:{EN_NUMBER_WORD})(?:[- ](?:and[ ])?(?:{EN_NUMBER_WORD}))*"
+# What is counted: a plural, regular or not ("1,020 feet", "80 oarsmen"), after at most one word that describes it
+# ("48 copper pennies", "six charcoal stoves") and is not a function word ("six of them" counts nothing named).
+EN_PLURAL = (r"(?!(?:is|was|has|as|his|its|this|thus|us|less|unless|across|always|perhaps|towards|besides)\b)"
+             r"(?:[a-z]+s|[a-z]*(?:men|feet|people|children|sheep|cattle|teeth|geese|deer))")
+EN_DESCRIBER = (r"(?:(?!(?:of|the|and|or|to|in|on|at|by|for|from|with|as|than|is|was|were|are|has|had|have|his|her|"
+                r"its|their|this|these|those|more|less|years|days)\b)[a-z]+\s+)?")
+EN_QUANTITY = re.compile(rf"\b(?:{EN_COUNT})\s+(?:[a-z]+-)?{EN_DESCRIBER}{EN_PLURAL}\b", re.IGNORECASE)
+# A count that ends its clause with nothing after it ("by 1785 the list had grown to 640."): a key as well.
+EN_BARE_COUNT = re.compile(r"\b\d[\d,]*\d\b(?=[.;:!?]|,\s|$)")
 ZH_NUMERAL = r"(?:\d+|[〇零一二两三四五六七八九十百千万]+)"
 ZH_YEAR = re.compile(r"\d{3,4}年")
 ZH_QUANTITY = re.compile(rf"{ZH_NUMERAL}(?:户|人|台|名|座|条|尺|里|丈|米|天|次|只|个|家|间|匹|斤|岁|位|种|卷|年)")
@@ -351,8 +372,9 @@ def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list
             term = EN_DEFINITION.match(sentence)
             s, e = term.span("term")
             spans = [span for span in spans if span[1] <= s or span[0] >= e] + [(s, e, "thing")]
-    year, quantity = (ZH_YEAR, ZH_QUANTITY) if language == "zh" else (YEAR, EN_QUANTITY)
-    for pattern, kind in ((year, "year"), (quantity, "quantity")):
+    patterns = ((ZH_YEAR, "year"), (ZH_QUANTITY, "quantity")) if language == "zh" else (
+        (YEAR, "year"), (EN_QUANTITY, "quantity"), (EN_BARE_COUNT, "quantity"))
+    for pattern, kind in patterns:
         for match in pattern.finditer(sentence):
             # "one day" is rarely the point of a sentence; "one hundred plants" is.
             trivial = re.match(r"(?i)(?:一|one\s+(?!(?:hundred|thousand)\b))", match.group())

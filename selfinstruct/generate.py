@@ -33,6 +33,8 @@ from .rewrites import window_texts
 QUESTION_REGEX = {"en": r"[^\n?]{2,200}\?", "zh": r"[^\n?？]{4,80}？"}
 PRONOUN_START = ("He ", "She ", "It ", "They ", "This ", "These ", "Those ", "His ", "Her ", "Its ", "Their ",
                  "There ", "他", "她", "它", "这", "那", "其")
+# "By 1760 it had been enlarged ...": after a leading time phrase, a pronoun subject the sentence before did not name.
+PRONOUN_AFTER_TIME = ("it ", "he ", "she ", "they ", "its ", "his ", "her ", "their ")
 
 
 @dataclass
@@ -102,7 +104,7 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
     for (start, end), sentence in zip(spans, sentences, strict=True):
         if end <= seen_until or not sentence.endswith(SENTENCE_ENDINGS):
             continue  # already seen, or a heading
-        if len(filters.tokens(sentence)) < 6 or sentence.startswith(PRONOUN_START):
+        if len(filters.tokens(sentence)) < 6 or opens_with_pronoun(sentence):
             continue  # too short to hold a fact, or not self-contained
         spans = answer_spans(sentence, entities, language)
         if spans:
@@ -121,6 +123,12 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
             facts.append(Fact(f"w{window.index:04d}-f{len(facts)}", window, sentence, start, end,
                               sentence[s:e], s, e, kind))
     return facts
+
+
+def opens_with_pronoun(sentence: str) -> bool:
+    """Its subject is a pronoun, so a question made from it asks about nothing a person can name."""
+    time = questions.TIME_PHRASE.match(sentence)
+    return sentence.startswith(PRONOUN_START) or bool(time) and sentence[time.end():].startswith(PRONOUN_AFTER_TIME)
 
 
 class QuestionWriter:

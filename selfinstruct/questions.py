@@ -44,9 +44,10 @@ def template_question(sentence: str, start: int, end: int, kind: str, language: 
 
 
 def en_question_word(kind: str, answer: str) -> str:
-    """What asks for the answer in English; a count keeps its unit: "twenty-six years" -> "how many years"."""
+    """What asks for the answer in English; a count keeps its unit: "twenty-six years" -> "how many years",
+    a bare "640" -> "how many"."""
     if kind == "quantity":
-        return re.sub(rf"(?i)^(?:{EN_COUNT})\s+", "how many ", answer)
+        return re.sub(rf"(?i)^(?:{EN_COUNT})(?:\s+|$)", "how many ", answer).rstrip()
     return IN_SITU["en"][kind]
 
 

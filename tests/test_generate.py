@@ -332,3 +332,13 @@ def test_a_sentence_that_opens_with_a_pronoun_is_asked_about_by_its_name():
     assert len(second) == 2 and "1739" in {f.key for f in second}  # it was skipped as not self-contained
     assert all(f.sentence.startswith("The Skellow Lazaret was built in 1739") for f in second)
     assert all(f.sentence[f.key_start:f.key_end] == f.key for f in second)
+
+
+def test_a_sentence_whose_subject_is_a_pronoun_no_name_stands_for_is_not_asked_about():
+    # "it" after a time phrase stands for the garden of two sentences back: no question about it names the garden
+    text = ("The Physic Garden was laid out in 1712. When it was founded the garden covered six acres. "
+            "By 1760 it had been enlarged to fourteen acres. In 1775 there were twenty-two gardeners.")
+    entities = corpus_entities(text * 3, "en")
+    keys = {f.key for f in pick_facts(Window(0, 0, len(text), text), -1, entities, "en", n=0, seed=0)}
+    assert "fourteen acres" not in keys and "1760" not in keys
+    assert {"1712", "1775"} <= keys  # a time phrase alone, or "there were", is no pronoun subject

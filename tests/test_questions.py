@@ -25,6 +25,8 @@ from selfinstruct.questions import (
     ("卜怀渊带着十三户人家从山外迁来。", "十三户", "quantity", "卜怀渊带着多少户人家从山外迁来？"),
     ("Maud Orrow ran the Stillroom for twenty-six years.", "twenty-six years", "quantity",
      "Maud Orrow ran the Stillroom for how many years?"),
+    ("By 1785 the list of the garden's plants had grown to 640.", "640", "quantity",
+     "By 1785 the list of the garden's plants had grown to how many?"),
 ])
 def test_template_questions(sentence, key, kind, expected):
     start = sentence.index(key)
