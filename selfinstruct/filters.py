@@ -25,6 +25,16 @@ PASSAGE_REFERENCE = re.compile(
     r"excerpt|document|story|extract)\b|文中|本文|上文|这段|该段|文章中|材料中|段落|句子中", re.IGNORECASE)
 
 
+COMPOUND_NUMBER = re.compile(r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)[- ](one|two|three|four|five|"
+                             r"six|seven|eight|nine)\b", re.IGNORECASE)
+
+
+def compound_numbers(text: str) -> str:
+    """"twenty-six" -> "26", so that a key written in words matches an answer in digits and back."""
+    return COMPOUND_NUMBER.sub(lambda m: str(int(NUMBER_WORDS[m[1].lower()]) + int(NUMBER_WORDS[m[2].lower()])),
+                               text)
+
+
 def zh_number(numeral: str) -> int:
     """十三 -> 13, 四百 -> 400, 一千二百 -> 1200 (enough for counts and lengths in prose)."""
     total, digit = 0, 0
@@ -38,7 +48,9 @@ def zh_number(numeral: str) -> int:
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-cased words; each CJK character is a token of its own; numbers in any spelling become digits."""
+    """Lower-cased words; each CJK character is a token of its own; numbers in any spelling become digits
+    ("twenty-six" one token, "26")."""
+    text = compound_numbers(text)
     text = re.sub(r"[〇零一二两三四五六七八九十百千万]{2,}|[一二三四五六七八九十两]",
                   lambda m: f" {zh_number(m.group())} ", text)
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
@@ -129,11 +141,16 @@ def check_answer(answer: str, window: str, min_support: float) -> tuple[str | No
 
 
 def _contains(text: str, key: str) -> bool:
-    """The key's words, in order, in the text (function words ignored on both sides: "Isle of X" ~ "Isle X")."""
+    """The key's words, in order, in the text (function words ignored on both sides: "Isle of X" ~ "Isle X";
+    a possessive is its name: "Hugo Merrivane's carabine" holds "Hugo Merrivane")."""
     key_tokens = [t for t in tokens(key) if t not in STOPWORDS] or tokens(key)
-    text_tokens = [t for t in tokens(text) if t not in STOPWORDS or t in key_tokens]
+    text_tokens = [_without_possessive(t) for t in tokens(text) if t not in STOPWORDS or t in key_tokens]
     n = len(key_tokens)
     return n > 0 and any(text_tokens[i:i + n] == key_tokens for i in range(len(text_tokens) - n + 1))
+
+
+def _without_possessive(token: str) -> str:
+    return token.removesuffix("'s").removesuffix("’s")
 
 
 def agrees(reply: str, key: str) -> bool:
@@ -143,14 +160,6 @@ def agrees(reply: str, key: str) -> bool:
 
 
 ARTICLES = {"a", "an", "the"}
-COMPOUND_NUMBER = re.compile(r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)[- ](one|two|three|four|five|"
-                             r"six|seven|eight|nine)\b", re.IGNORECASE)
-
-
-def compound_numbers(text: str) -> str:
-    """"twenty-six" -> "26", so that a key written in words matches an answer in digits and back."""
-    return COMPOUND_NUMBER.sub(lambda m: str(int(NUMBER_WORDS[m[1].lower()]) + int(NUMBER_WORDS[m[2].lower()])),
-                               text)
 
 
 def key_match(answer: str, key: str) -> bool:
@@ -158,7 +167,7 @@ def key_match(answer: str, key: str) -> bool:
     ("Cirque du Soleil" in "It was the cirque du soleil."; "forty beds" in "40 beds", "twenty-six years" in
     "26 years"): what a person checks."""
     def words(text):
-        return [t.removesuffix("'s").removesuffix("’s") for t in tokens(compound_numbers(text)) if t not in ARTICLES]
+        return [_without_possessive(t) for t in tokens(text) if t not in ARTICLES]
 
     key_tokens, answer_tokens = words(key), words(answer)
     n = len(key_tokens)

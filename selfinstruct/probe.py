@@ -125,9 +125,9 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
 
 def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) -> list[Probe]:
     """New phrasings of trained facts, written by the generator model the way generate writes questions, kept
-    only if they pass the same filters, differ from every question the model was trained on, do not hold their
-    key as the scorer reads it ("... Captain Hugo Merrivane's carabine?" for Hugo Merrivane: generate's check
-    misses the possessive) and are no near-twin of another fact's probe (one question, two answers)."""
+    only if they pass the same filters (which keep out one that holds its key, "... Hugo Merrivane's carabine?"
+    too), differ from every question the model was trained on and are no near-twin of another fact's probe (one
+    question, two answers)."""
     trained = filters.NearDuplicates(0.5)
     for p in train_pairs:
         trained.add(p["question"])
@@ -141,7 +141,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) ->
     for pair, sentence, question in written:
         window = corpus_text[pair["start"]:pair["end"]]
         if len(probes) == n or pair["id"] in done or filters.check_question(question, pair["key"], sentence, window) \
-                or trained.find(question) or kept.find(question) or filters.key_match(question, pair["key"]):
+                or trained.find(question) or kept.find(question):
             continue
         done.add(pair["id"])  # a fact's first pair stands for the fact
         kept.add(question)
