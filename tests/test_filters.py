@@ -18,6 +18,16 @@ SENTENCE = "The Long Arm is 1,870 paces long and was finished in the year 1206."
 def test_numbers_are_normalised_across_spellings():
     assert tokens("eleven families, 1,870 paces") == ["11", "families", "1870", "paces"]
     assert "13" in tokens("十三户") and "400" in tokens("四百户人家")
+    assert tokens("twenty-six years, Seventy two") == ["26", "years", "72"]
+
+
+@pytest.mark.parametrize("question, key", [
+    ("What carabine did Captain Hugo Merrivane's crew carry?", "Hugo Merrivane"),  # a possessive is its name
+    ("How long did Maud Orrow run the Stillroom after her twenty-six years at sea?", "26 years"),
+])
+def test_a_question_holding_its_key_in_another_spelling_gives_the_answer_away(question, key):
+    sentence = "Maud Orrow ran the Stillroom for 26 years, and Hugo Merrivane commanded the Constant Tessel."
+    assert check_question(question, key, sentence, sentence) == "answer_in_question"
 
 
 @pytest.mark.parametrize("question, reason", [
