@@ -112,7 +112,7 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "question_length"
     if PASSAGE_REFERENCE.search(question):
         return "refers_to_passage"
-    if _contains(question, key) or numbers(key) & numbers(question):
+    if mentions(question, key) or numbers(key) & numbers(question):
         return "answer_in_question"
     if not grounded_names(question, window):
         return "question_ungrounded"  # it names something the window does not: an invented premise
@@ -140,7 +140,7 @@ def check_answer(answer: str, window: str, min_support: float) -> tuple[str | No
     return None, score
 
 
-def _contains(text: str, key: str) -> bool:
+def mentions(text: str, key: str) -> bool:
     """The key's words, in order, in the text (function words ignored on both sides: "Isle of X" ~ "Isle X";
     a possessive is its name: "Hugo Merrivane's carabine" holds "Hugo Merrivane")."""
     key_tokens = [t for t in tokens(key) if t not in STOPWORDS] or tokens(key)
@@ -156,7 +156,7 @@ def _without_possessive(token: str) -> str:
 def agrees(reply: str, key: str) -> bool:
     """Round trip: the model's own answer, first sentence only (it tends to ramble on), holds the key."""
     first = re.split(r"(?<=[.!?。！？])\s*", reply.strip(), maxsplit=1)[0]
-    return _contains(first, key)
+    return mentions(first, key)
 
 
 ARTICLES = {"a", "an", "the"}

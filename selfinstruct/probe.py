@@ -19,7 +19,7 @@ from . import filters, prompts
 from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
-from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
+from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
@@ -123,17 +123,17 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
                   derived_from=p["id"]) for i, p in enumerate(chosen)]
 
 
-def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) -> list[Probe]:
+def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n, seed) -> list[Probe]:
     """New phrasings of trained facts, written by the generator model the way generate writes questions, kept
     only if they pass the same filters (which keep out one that holds its key, "... Hugo Merrivane's carabine?"
-    too), differ from every question the model was trained on and are no near-twin of another fact's probe (one
-    question, two answers)."""
+    too), name their fact (`anchors`), differ from every question the model was trained on and are no near-twin
+    of another fact's probe (one question, two answers)."""
     trained = filters.NearDuplicates(0.5)
     for p in train_pairs:
         trained.add(p["question"])
     facts: dict[str, list[dict]] = {}
     for p in train_pairs:
-        if p.get("key") and p.get("evidence"):
+        if p.get("key") and p.get("evidence") and anchors(p, corpus_text, entities):
             facts.setdefault(p.get("fact_id", p["id"]), []).append(p)  # a hand-made qa.jsonl may lack fact ids
     chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 2 * n))
     written = _write_paraphrases(generator, [facts[f][0] for f in chosen], corpus_text, language, seed)
@@ -141,6 +141,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) ->
     for pair, sentence, question in written:
         window = corpus_text[pair["start"]:pair["end"]]
         if len(probes) == n or pair["id"] in done or filters.check_question(question, pair["key"], sentence, window) \
+                or not any(filters.mentions(question, a) for a in anchors(pair, corpus_text, entities)) \
                 or trained.find(question) or kept.find(question):
             continue
         done.add(pair["id"])  # a fact's first pair stands for the fact
@@ -148,6 +149,17 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, n, seed) ->
         probes.append(Probe(f"paraphrase-{len(probes)}", "answerable", "paraphrase", question, pair["answer"],
                             pair["key"], derived_from=pair["id"]))
     return probes
+
+
+def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]:
+    """The names and numbers in a fact's sentence besides its key. A new phrasing must keep one: "In what year
+    did Tobias Varrance ...?" asks for one fact; the small model's "What is the name of the garden?" or "What
+    number of times that three?" asks for none, and no reader could answer it either."""
+    sentence = corpus_text[pair["evidence"][0]:pair["evidence"][1]]
+    key = pair["key"]
+    names = [sentence[start:end] for start, end, _ in find_mentions(sentence, entities)]
+    return ([name for name in names if not filters.mentions(key, name) and not filters.mentions(name, key)]
+            + sorted(filters.numbers(sentence) - filters.numbers(key)))
 
 
 def _write_paraphrases(generator, pairs, corpus_text, language, seed) -> list[tuple[dict, str, str | None]]:
@@ -252,8 +264,8 @@ def run(config) -> int:
     probes = absent_probes(pairs, corpus.text, language, entities, config.n_absent, rng, refusal_names)
     probes += verbatim_probes(train_pairs, config.n_answerable - config.n_answerable // 2, rng)
     with generator.base_only():
-        probes += paraphrase_probes(generator, train_pairs, corpus.text, language, config.n_answerable // 2,
-                                    config.seed)
+        probes += paraphrase_probes(generator, train_pairs, corpus.text, language, entities,
+                                    config.n_answerable // 2, config.seed)
     probes += user
     if not probes:
         raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")

@@ -367,8 +367,9 @@ def test_answer_cache_drops_a_torn_line_so_later_answers_survive_a_second_kill(t
 
 
 def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(english, embedded_model):
-    """What the small writer gets wrong is kept out (a trained question, one that holds its key, one question
-    for two facts); at most one probe a fact, n in all."""
+    """What the small writer gets wrong is kept out (a trained question, one that holds its key, one that names
+    nothing of its fact, one question for two facts); at most one probe a fact, n in all."""
+    from selfinstruct.entities import corpus_entities
     from selfinstruct.models import load_tokenizer
     from selfinstruct.prompts import stems
 
@@ -378,7 +379,8 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
             " built Saro Keldane's tide clock for the pilots in 1372?",  # holds its key
             " x", " built the tide clock of Velmoor in 1372?"]),
         "64 feet": ("quantity", "Tide Tower is 64", [
-            " Trained question 1 about the Tide Tower?", " feet tall is the Tide Tower on the Old Stair?", " x"]),
+            " feet tall is the tower with a face of white plaster?",  # which tower? no name, no number of its own
+            " Trained question 1 about the Tide Tower?", " feet the Tide Tower on the Old Stair rises to?"]),
         "three silver marks": ("quantity", "three silver marks a copy",  # two facts: the second is a twin
                                [" silver marks did a copy of the Venhaddick Tables cost?"] * 3),
         "1509": ("year", "first printed tide tables", [
@@ -399,11 +401,12 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         return written[key][2][kind_stems.index(stem)]
 
     generator = FakeGenerator(reply, load_tokenizer(embedded_model))
-    probes = paraphrase_probes(generator, pairs, text, "en", 10, 0)
+    entities = corpus_entities(text, "en")
+    probes = paraphrase_probes(generator, pairs, text, "en", entities, 10, 0)
     assert {(p.key, p.question) for p in probes} == {
         ("Saro Keldane", "Who was the person who built the tide clock of Velmoor in 1372?"),
-        ("64 feet", "What number of feet tall is the Tide Tower on the Old Stair?"),
+        ("64 feet", "What is the number of feet the Tide Tower on the Old Stair rises to?"),
         ("three silver marks", "How many silver marks did a copy of the Venhaddick Tables cost?"),
         ("1509", "In which year did Rolo Venhaddick calculate the first printed tide tables of Velmoor?")}
     assert [p.origin for p in probes] == ["paraphrase"] * 4 and len({p.derived_from for p in probes}) == 4
-    assert len(paraphrase_probes(generator, pairs, text, "en", 2, 0)) == 2
+    assert len(paraphrase_probes(generator, pairs, text, "en", entities, 2, 0)) == 2
