@@ -186,8 +186,7 @@ def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], nega
 
 
 def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], held_out: list[dict], corpus_text: str,
-                  target: float, seed: int, name_check: bool = True,
-                  writer_tokenizer=None) -> tuple[dict | None, list[dict]]:
+                  target: float, seed: int, name_check: bool = True) -> tuple[dict | None, list[dict]]:
     """At the end of tune: the tuned model answers held-out phrasings of trained facts and the base model's own
     rewordings of others (the ones it gets right are the known ones), and hard negatives of the calibration
     share (recombined and real-world names, false premises, held-out refusal pairs); each signal is scored with
@@ -195,9 +194,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     what probe asks (probe drops a new phrasing that calibration used). Also returns one row per
     calibration question (its answer, label and scores), so a person can see what the gate was fitted on and
     another threshold rule can be tried without training again. With `name_check`, the corpus's names go into
-    gate.json too, and a question naming anything else is refused whatever its score. `tokenizer` renders the
-    training template; `writer_tokenizer` (by default the same) has the base model's own chat template, which
-    the rewording prompts need."""
+    gate.json too, and a question naming anything else is refused whatever its score."""
     import random
 
     from .backends.hf import HFGenerator
@@ -216,10 +213,9 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     entities = corpus_entities(corpus_text, language)
     answerable = [r for r in records if r["answerable"]]
     generator = HFGenerator(None, model=model, tokenizer=tokenizer)
-    writer = HFGenerator(None, model=model, tokenizer=writer_tokenizer or tokenizer)
     held = {id(r) for r in held_out}
-    with writer.base_only():  # written the way probe writes its new phrasings, from another seed
-        reworded = paraphrase_probes(writer, [r for r in answerable if id(r) not in held], corpus_text, language,
+    with generator.base_only():  # written the way probe writes its new phrasings, from another seed
+        reworded = paraphrase_probes(generator, [r for r in answerable if id(r) not in held], corpus_text, language,
                                      entities, REWORDED, seed + 1)
     hard = swap_in_absent(answerable, len(positives), rng, language, corpus_text.lower(), entities, "calibrate")
     premises = false_premises(answerable, max(1, len(positives) // 4), rng, corpus_text, entities)
@@ -253,8 +249,8 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     gate = calibrate(scores, known, negative, target, counts, [bool(u) for u in absent],
                      [kind == "reworded" for kind in kinds])
     if gate is None:
-        print(f"tune: the tuned model got {sum(known)} of {len(positives)} held-out phrasings and rewordings right: "
-              "too few to calibrate a gate on; none written", file=sys.stderr)
+        print(f"tune: the tuned model got {sum(known)} of {len(positives)} held-out phrasings right: too few to "
+              "calibrate a gate on; none written", file=sys.stderr)
         return None, rows
     gate["calibration_names"] = sorted({check.name for _, _, check, _, _ in hard} | {e for _, _, e in premises})
     if names:

@@ -239,8 +239,7 @@ def train_run(config, state) -> int:
     if config.gate:
         corpus = read_corpus(manifest.corpus_path, manifest.language)
         gate, calibration = calibrate_run(trainer.model, tokenizer, manifest, records, held_out, corpus.text,
-                                          config.gate_target, config.seed, config.gate_names,
-                                          load_tokenizer(model_ref.path))  # its chat template, not the Llama-2 one
+                                          config.gate_target, config.seed, config.gate_names)
         write_gate(adapter_dir, gate, calibration)
         metrics["gate"] = gate and {k: v for k, v in gate.items() if k != "names"}  # gate.json has them
     write_json(adapter_dir / "train_metrics.json", metrics)

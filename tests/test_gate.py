@@ -109,7 +109,7 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
 
     import selfinstruct.gate as gate_module
     from selfinstruct.models import load_model, load_tokenizer
-    from selfinstruct.prompts import LLAMA2_CHAT_TEMPLATE, chat_messages, system_prompt
+    from selfinstruct.prompts import chat_messages, system_prompt
     from selfinstruct.questions import key_first_answer
 
     from .conftest import SAMPLE_EN
@@ -133,20 +133,11 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
                               reworded)  # 6 known
 
     monkeypatch.setattr(gate_module, "calibrate", spy)
-    # A trained fact with its sentence, for the base model to reword in its own chat template (tune's tokenizer
-    # holds the Llama-2 one); the random model's rewordings pass no filter.
-    sentence = "The engineer Saro Keldane built the Brinewheel in 1372 for the Guild of Pilots."
-    start = text.index(sentence)
-    trained = {**records[0], "id": "t0", "fact_id": "f0", "kind": "person", "question": "Who made the Brinewheel?",
-               "evidence": [start, start + len(sentence)], "start": 0, "end": len(text)}
-    tokenizer = load_tokenizer(tiny_model)
-    tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
     random.seed(0)
-    gate, rows = gate_module.calibrate_run(model, tokenizer, manifest, records + [trained], records, text, 0.1, 0,
-                                           writer_tokenizer=load_tokenizer(tiny_model))
+    gate, rows = gate_module.calibrate_run(model, load_tokenizer(tiny_model), manifest, records, records, text, 0.1, 0)
     assert set(seen["scores"]) == {"tuned", "base"} and len(seen["known"]) == len(seen["negative"])
     assert seen["counts"]["held_out_phrasings"] == 12 and sum(seen["negative"]) >= 5
-    assert seen["counts"]["reworded"] == 0
+    assert seen["counts"]["reworded"] == 0  # these records hold no evidence span to reword from
     assert gate["signal"] in ("margin", "answer_logprob") and gate["counts"]["known"] == 6
     assert all(name_share(n) == "calibrate" or n in text for n in gate["calibration_names"])
     # One row per calibration question, labelled as the gate saw it, with every signal's score both ways.
