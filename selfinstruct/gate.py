@@ -28,8 +28,6 @@ SIGNALS = ("margin", "answer_logprob")
 GATE_FILE = "gate.json"
 CALIBRATION_FILE = "gate_calibration.jsonl"  # what the gate was fitted on, one row per question
 SCORED_TOKENS = 16  # the key comes first in a trained answer; what follows is its supporting clause
-REWORDED = 25  # trained facts the base model rewords for calibration, as many as probe's new phrasings
-MIN_REWORDED = 10  # known rewordings needed to set the threshold on them; fewer, and all known questions set it
 
 
 def auroc(positives: list[float], negatives: list[float]) -> float | None:
@@ -146,14 +144,11 @@ def _name_check(names: tuple[str, ...]) -> NameCheck:
 
 
 def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], negative: list[bool], target: float,
-              counts: dict, named_absent: list[bool] | None = None, reworded: list[bool] | None = None) -> dict | None:
+              counts: dict, named_absent: list[bool] | None = None) -> dict | None:
     """Pick the signal whose tuned scores best separate what the raw tuned model answers right (`known`) from
     the hard negatives, and its threshold for a `target` known-refusal rate. `scores[model][signal]` holds
     one score per calibration question, for model tuned and base (the control). Known questions the name check
-    refuses (`named_absent`) spend the target first; the threshold may refuse only what is left of it. Where
-    at least MIN_REWORDED of the `reworded` questions (the base model's own wording of trained facts) are
-    known, the threshold is set on them alone: a person's question sits further from the training wording than
-    a held-out template phrasing, and the tuned model leans less towards its answer to it, right or not."""
+    refuses (`named_absent`) spend the target first; the threshold may refuse only what is left of it."""
     report = {}
     for signal in SIGNALS:
         report[signal] = {}
@@ -167,18 +162,13 @@ def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], nega
     best = max(usable, key=lambda s: report[s]["tuned"])
     tuned = scores["tuned"][best]
     named = named_absent or [False] * len(known)
-    reworded = reworded or [False] * len(known)
-    on_reworded = sum(k and r for k, r in zip(known, reworded, strict=True)) >= MIN_REWORDED
-    pool = [k and (r or not on_reworded) for k, r in zip(known, reworded, strict=True)]
-    by_names = sum(k and u for k, u in zip(pool, named, strict=True))
-    left = [v for v, k, u in zip(tuned, pool, named, strict=True) if k and not u]
-    threshold = threshold_refusing(left, max(0, share_of(target, sum(pool)) - by_names))
+    by_names = sum(k and u for k, u in zip(known, named, strict=True))
+    left = [v for v, k, u in zip(tuned, known, named, strict=True) if k and not u]
+    threshold = threshold_refusing(left, max(0, share_of(target, sum(known)) - by_names))
     refused_negatives = sum(v < threshold or u for v, n, u in zip(tuned, negative, named, strict=True) if n)
     return {"signal": best, "threshold": round(threshold, 4), "target_known_refusal": target,
-            "threshold_set_on": "reworded" if on_reworded else "all_known",
             "calibration_auroc": report[best]["tuned"], "base_control_auroc": report[best].get("base"),
             "auroc": report, "counts": {**counts, "known": sum(known), "negatives": sum(negative),
-                                        "known_reworded": sum(k and r for k, r in zip(known, reworded, strict=True)),
                                         "known_refused_by_names": by_names,
                                         "negatives_refused_by_names": sum(n and u for n, u in
                                                                           zip(negative, named, strict=True)),
@@ -187,11 +177,10 @@ def calibrate(scores: dict[str, dict[str, list[float]]], known: list[bool], nega
 
 def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], held_out: list[dict], corpus_text: str,
                   target: float, seed: int, name_check: bool = True) -> tuple[dict | None, list[dict]]:
-    """At the end of tune: the tuned model answers held-out phrasings of trained facts and the base model's own
-    rewordings of others (the ones it gets right are the known ones), and hard negatives of the calibration
-    share (recombined and real-world names, false premises, held-out refusal pairs); each signal is scored with
-    the adapter on and off; the best signal and its threshold go into gate.json. Nothing here is drawn from
-    what probe asks (probe drops a new phrasing that calibration used). Also returns one row per
+    """At the end of tune: the tuned model answers held-out phrasings of trained facts (the ones it gets right
+    are the known ones) and hard negatives of the calibration share (recombined and real-world names, false
+    premises, held-out refusal pairs); each signal is scored with the adapter on and off; the best signal and
+    its threshold go into gate.json. Nothing here is drawn from what probe asks. Also returns one row per
     calibration question (its answer, label and scores), so a person can see what the gate was fitted on and
     another threshold rule can be tried without training again. With `name_check`, the corpus's names go into
     gate.json too, and a question naming anything else is refused whatever its score."""
@@ -201,7 +190,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     from .entities import corpus_entities
     from .filters import key_match
     from .negatives import false_premises, swap_in_absent
-    from .probe import ask, is_refusal, paraphrase_probes, render_questions
+    from .probe import ask, is_refusal, render_questions
     from .prompts import refusal as refusal_text
 
     tag, language = manifest.tag, manifest.language
@@ -212,21 +201,15 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     rng = random.Random(seed)
     entities = corpus_entities(corpus_text, language)
     answerable = [r for r in records if r["answerable"]]
-    generator = HFGenerator(None, model=model, tokenizer=tokenizer)
-    held = {id(r) for r in held_out}
-    with generator.base_only():  # written the way probe writes its new phrasings, from another seed
-        reworded = paraphrase_probes(generator, [r for r in answerable if id(r) not in held], corpus_text, language,
-                                     entities, REWORDED, seed + 1)
     hard = swap_in_absent(answerable, len(positives), rng, language, corpus_text.lower(), entities, "calibrate")
     premises = false_premises(answerable, max(1, len(positives) // 4), rng, corpus_text, entities)
-    positives += [{"question": p.question, "key": p.key} for p in reworded]
     negatives = ([q for _, q, *_ in hard] + [q for _, q, _ in premises]
                  + [r["question"] for r in held_out if not r["answerable"]])
     refusals = len(negatives) - len(hard) - len(premises)
-    kinds = (["held_out_phrasing"] * (len(positives) - len(reworded)) + ["reworded"] * len(reworded)
-             + [origin for *_, origin in hard]
+    kinds = (["held_out_phrasing"] * len(positives) + [origin for *_, origin in hard]
              + ["false_premise"] * len(premises) + ["held_out_refusal"] * refusals)
     questions = [r["question"] for r in positives] + negatives
+    generator = HFGenerator(None, model=model, tokenizer=tokenizer)
     texts = render_questions(tokenizer, questions, manifest.system_prompt, tag, "tuned")
     answers = ask(generator, texts, tag, "calibrate")
     known = [key_match(a, r["key"]) and not is_refusal(a) for r, a in zip(positives, answers, strict=False)]
@@ -236,8 +219,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     scores = {"tuned": signal_scores(generator, texts, answers, refusal, tag)}
     with generator.base_only():
         scores["base"] = signal_scores(generator, texts, answers, refusal, tag)
-    counts = {"held_out_phrasings": len(positives) - len(reworded), "reworded": len(reworded),
-              "recombined_or_real_world": len(hard),
+    counts = {"held_out_phrasings": len(positives), "recombined_or_real_world": len(hard),
               "false_premises": len(premises), "held_out_refusals": refusals,
               "raw_refusals_of_negatives": sum(is_refusal(a) for a in answers[len(positives):])}
     names = name_inventory(corpus_text, language) if name_check else []
@@ -246,8 +228,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
              **{model: {signal: by_signal[signal][i] for signal in SIGNALS} for model, by_signal in scores.items()}}
             for i, (q, kind, a, k, n, u) in enumerate(zip(questions, kinds, answers, known, negative, absent,
                                                           strict=True))]
-    gate = calibrate(scores, known, negative, target, counts, [bool(u) for u in absent],
-                     [kind == "reworded" for kind in kinds])
+    gate = calibrate(scores, known, negative, target, counts, [bool(u) for u in absent])
     if gate is None:
         print(f"tune: the tuned model got {sum(known)} of {len(positives)} held-out phrasings right: too few to "
               "calibrate a gate on; none written", file=sys.stderr)

@@ -20,7 +20,6 @@ from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
-from .gate import CALIBRATION_FILE
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
@@ -124,15 +123,14 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
                   derived_from=p["id"]) for i, p in enumerate(chosen)]
 
 
-def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n, seed, avoid=()) -> list[Probe]:
+def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n, seed) -> list[Probe]:
     """New phrasings of trained facts, written by the generator model the way generate writes questions, kept
     only if they pass the same filters (which keep out one that holds its key, "... Hugo Merrivane's carabine?"
-    too), name their fact (`anchors`), differ from every question the model was trained on and from those in
-    `avoid` (what the gate was calibrated on), and are no near-twin of another fact's probe (one question, two
-    answers)."""
+    too), name their fact (`anchors`), differ from every question the model was trained on and are no near-twin
+    of another fact's probe (one question, two answers)."""
     trained = filters.NearDuplicates(0.5)
-    for question in [p["question"] for p in train_pairs] + list(avoid):
-        trained.add(question)
+    for p in train_pairs:
+        trained.add(p["question"])
     facts: dict[str, list[dict]] = {}
     for p in train_pairs:
         if p.get("key") and p.get("evidence") and anchors(p, corpus_text, entities):
@@ -151,12 +149,6 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
         probes.append(Probe(f"paraphrase-{len(probes)}", "answerable", "paraphrase", question, pair["answer"],
                             pair["key"], derived_from=pair["id"]))
     return probes
-
-
-def calibration_questions(adapter_dir: Path) -> list[str]:
-    """The questions tune calibrated the gate on (adapter/gate_calibration.jsonl), which no probe may repeat."""
-    path = adapter_dir / CALIBRATION_FILE
-    return [r["question"] for r in read_jsonl(path, required=("question",))] if path.is_file() else []
 
 
 def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]:
@@ -273,7 +265,7 @@ def run(config) -> int:
     probes += verbatim_probes(train_pairs, config.n_answerable - config.n_answerable // 2, rng)
     with generator.base_only():
         probes += paraphrase_probes(generator, train_pairs, corpus.text, language, entities,
-                                    config.n_answerable // 2, config.seed, calibration_questions(adapter_dir))
+                                    config.n_answerable // 2, config.seed)
     probes += user
     if not probes:
         raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")

@@ -164,9 +164,8 @@ def markdown(summary: dict, models: list[str]) -> str:
              "closed-book system prompt.", ""]
     gate = summary.get("gate")
     if gate:
-        reworded = " on the base model rewording trained facts" if gate.get("threshold_set_on") == "reworded" else ""
         parts += [f"Gate: `{gate['signal']}` under {gate['threshold']} is refused (calibrated at tune for a "
-                  f"{gate['target_known_refusal']:.0%} known-refusal rate{reworded}; AUROC on these probes "
+                  f"{gate['target_known_refusal']:.0%} known-refusal rate; AUROC on these probes "
                   f"{_cell(gate['probe_auroc']['tuned'])}, base-model control {_cell(gate['probe_auroc']['base'])})"
                   + (f"; so is a question naming something the corpus never mentions ({gate['refused_for_names']} "
                      "of these probes)." if "refused_for_names" in gate else "."), ""]

@@ -251,8 +251,6 @@ def train_run(config, state) -> int:
         g = metrics["gate"]
         print(f"tune: gate {g['signal']} < {g['threshold']} refuses (calibration AUROC {g['calibration_auroc']}, "
               f"base-model control {g['base_control_auroc']}; {g['counts']['known']} known, "
-              f"{g['counts']['known_reworded']} of them reworded by the base model"
-              f"{', which set the threshold' if g['threshold_set_on'] == 'reworded' else ''}, "
               f"{g['counts']['negatives']} hard negatives, {g['counts']['negatives_refused_by_gate']} refused, "
               f"{g['counts']['negatives_refused_by_names']} of them for a name the corpus never mentions) "
               f"-> {adapter_dir / GATE_FILE}", file=sys.stderr)

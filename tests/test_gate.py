@@ -48,22 +48,6 @@ def test_known_questions_the_name_check_refuses_spend_the_target_first():
     assert not any(s < spent["threshold"] for s in good[3:20])
 
 
-def test_the_threshold_is_set_on_known_rewordings_when_there_are_enough_of_them():
-    """Held-out template phrasings of trained facts are easy: the tuned model leans further towards its right
-    answers to them than to a person's wording. Ten known rewordings or more set the threshold alone."""
-    held, reworded = [2.0 + i / 10 for i in range(20)], [0.1 * i for i in range(12)]
-    negatives = [-1.0 - i / 10 for i in range(20)]
-    scores = {"tuned": {"margin": held + reworded + negatives, "answer_logprob": [0.0] * 52}}
-    scores["base"] = scores["tuned"]
-    known, negative = [True] * 32 + [False] * 20, [False] * 32 + [True] * 20
-    gate = calibrate(scores, known, negative, 0.1, {}, None, [False] * 20 + [True] * 12 + [False] * 20)
-    assert gate["threshold_set_on"] == "reworded" and gate["counts"]["known_reworded"] == 12
-    assert sum(s < gate["threshold"] for s in reworded) == 1 and not any(s < gate["threshold"] for s in held)
-    few = calibrate(scores, known[:29] + [False] * 3 + known[32:], negative, 0.1, {}, None,
-                    [False] * 20 + [True] * 12 + [False] * 20)  # 9 known rewordings: all known questions set it
-    assert few["threshold_set_on"] == "all_known" and sum(s < few["threshold"] for s in held + reworded[:9]) == 2
-
-
 def test_name_check_knows_the_corpus_names_and_their_parts_but_not_recombinations():
     text = ("The Isle of Quennock lies in the Sound of Orvel. Emeric Saldane founded the Harrowmede Infirmary.\n"
             "Odile Varrance laid out the garden. Jonas Hessary was its first President. Saldane's Quiet is a remedy.")
@@ -127,17 +111,15 @@ def test_calibration_runs_on_a_real_adapter_and_scores_with_it_on_and_off(tiny_m
     seen = {}
     real_calibrate = gate_module.calibrate
 
-    def spy(scores, known, negative, target, counts, named_absent, reworded):
+    def spy(scores, known, negative, target, counts, named_absent):
         seen.update(scores=scores, known=known, negative=negative, counts=counts, named_absent=named_absent)
-        return real_calibrate(scores, [True] * 6 + known[6:], negative, target, counts, named_absent,
-                              reworded)  # 6 known
+        return real_calibrate(scores, [True] * 6 + known[6:], negative, target, counts, named_absent)  # 6 known
 
     monkeypatch.setattr(gate_module, "calibrate", spy)
     random.seed(0)
     gate, rows = gate_module.calibrate_run(model, load_tokenizer(tiny_model), manifest, records, records, text, 0.1, 0)
     assert set(seen["scores"]) == {"tuned", "base"} and len(seen["known"]) == len(seen["negative"])
     assert seen["counts"]["held_out_phrasings"] == 12 and sum(seen["negative"]) >= 5
-    assert seen["counts"]["reworded"] == 0  # these records hold no evidence span to reword from
     assert gate["signal"] in ("margin", "answer_logprob") and gate["counts"]["known"] == 6
     assert all(name_share(n) == "calibrate" or n in text for n in gate["calibration_names"])
     # One row per calibration question, labelled as the gate saw it, with every signal's score both ways.

@@ -410,6 +410,3 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         ("1509", "In which year did Rolo Venhaddick calculate the first printed tide tables of Velmoor?")}
     assert [p.origin for p in probes] == ["paraphrase"] * 4 and len({p.derived_from for p in probes}) == 4
     assert len(paraphrase_probes(generator, pairs, text, "en", entities, 2, 0)) == 2
-    calibrated = "In which year did Rolo Venhaddick calculate the first printed tide tables of Velmoor?"
-    assert {p.key for p in paraphrase_probes(generator, pairs, text, "en", entities, 10, 0, [calibrated])} == {
-        "Saro Keldane", "64 feet", "three silver marks"}  # what the gate was calibrated on is no probe
