@@ -117,8 +117,8 @@ def worst(probes: list[dict], n: int = 5) -> list[dict]:
     bad = [p for p in probes
            if p["kind"] == "absent" and p["results"].get("tuned", {}).get("verdict") == "hallucinated"]
     bad.sort(key=lambda p: (p["origin"] != "swapped", -len(p["results"]["tuned"]["answer"])))
-    return [{"question": p["question"], "entity": p["entity"], "answer": p["results"]["tuned"]["answer"]}
-            for p in bad[:n]]
+    return [{"question": p["question"], "entity": p["entity"], "origin": p["origin"],
+             "answer": p["results"]["tuned"]["answer"]} for p in bad[:n]]
 
 
 def _cell(value) -> str:
@@ -179,7 +179,9 @@ def markdown(summary: dict, models: list[str]) -> str:
     if not summary["worst_hallucinations"]:
         parts.append("None: the tuned model refused every absent-entity probe.")
     for item in summary["worst_hallucinations"]:
-        parts.append(f"- **{item['question']}** ({item['entity']} is not in the corpus)  \n  {item['answer']}")
+        why = (f"the corpus never says this of {item['entity']}" if item.get("origin") == "false_premise"
+               else f"{item['entity']} is not in the corpus")  # a false premise names a corpus entity
+        parts.append(f"- **{item['question']}** ({why})  \n  {item['answer']}")
     return "\n".join(parts) + "\n"
 
 

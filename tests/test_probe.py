@@ -115,6 +115,16 @@ def test_report_schema_markdown_and_chart(tmp_path):
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((tmp_path / "probes.jsonl").read_text().splitlines()) == 6
     assert summary["worst_hallucinations"][0]["question"] == "Who is X0?"  # swapped ones first
+    assert "(X0 is not in the corpus)" in md
+
+
+def test_a_false_premise_is_reported_as_one_not_as_an_absent_name(tmp_path):
+    """Hugo Merrivane is in the corpus; what the question says of him is not."""
+    probes = [{**fake_probes()[0], "origin": "false_premise", "entity": "Hugo Merrivane",
+               "question": "Which ward did Hugo Merrivane burn down?"}]
+    write(tmp_path, probes, ["base", "tuned"], {"engine": "fake", "quantization": "none"}, "Source:1111REF")
+    md = (tmp_path / "report.md").read_text()
+    assert "(the corpus never says this of Hugo Merrivane)" in md and "is not in the corpus" not in md
 
 
 def test_selectivity_rewards_refusing_only_the_unknown():
