@@ -29,7 +29,7 @@ from .corpus import read_corpus
 from .gate import CALIBRATION_FILE, GATE_FILE, calibrate_run, write_gate
 from .prompts import LLAMA2_CHAT_TEMPLATE
 from .review import reviewed_pairs
-from .runs import Manifest, fingerprint, pick_run, read_jsonl, resumable_checkpoint, write_json
+from .runs import Manifest, fingerprint, pick_run, read_json, read_jsonl, resumable_checkpoint, write_json
 
 REQUIRED = ("question", "answer", "messages", "window", "answerable")
 # Measured on the embedded model (3 windows, 18 pairs): after 9 optimizer steps the adapter ended every reply
@@ -217,6 +217,7 @@ def train_run(config, state) -> int:
     baseline = trainer.evaluate() if held_out else {}  # the fresh adapter is the base model, resumed or not
     if resume:
         print(f"tune: resuming from {resume} (an interrupted tune of the same pairs and options)", file=sys.stderr)
+    resumed_epoch = checkpoint_epoch(resume)  # read now: training rotates that checkpoint away
     result = trainer.train(resume_from_checkpoint=resume)
     final_eval = trainer.evaluate() if held_out else {}
     if not state.is_main_process:
@@ -224,7 +225,7 @@ def train_run(config, state) -> int:
     trainer.model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     metrics = train_metrics(config, trainer, result, baseline, final_eval, quant, settings, model_ref, train,
-                            held_out, time.time() - started)
+                            held_out, time.time() - started, resumed_epoch)
     metrics["text_mix"] = {"texts": len(texts), "windows": sum(t["kind"] == "window" for t in texts),
                            "rewrites": sum(t["kind"] == "rewrite" for t in texts), "text_pieces": len(text_rows),
                            "qa_pairs": len(train_rows), "loss": "all tokens of texts, answer tokens of QA pairs",
@@ -456,8 +457,15 @@ class ProgressBar(TrainerCallback):
         self.bar, self.trained = None, True
 
 
+def checkpoint_epoch(checkpoint: str | None) -> float:
+    """How far the checkpoint a tune resumes from had trained (0 for a fresh tune)."""
+    return read_json(Path(checkpoint) / "trainer_state.json")["epoch"] if checkpoint else 0.0
+
+
 def train_metrics(config, trainer, result, baseline, final_eval, quant, settings, model_ref, train, held_out,
-                  wall: float) -> dict:
+                  wall: float, resumed_epoch: float = 0.0) -> dict:
+    """What tune did. tokens_per_second counts only the tokens this process trained: a tune resumed from its
+    last checkpoint trains none (None, not all epochs' tokens over a second)."""
     import torch
 
     history = trainer.state.log_history
@@ -465,6 +473,7 @@ def train_metrics(config, trainer, result, baseline, final_eval, quant, settings
     evals = [{"step": h["step"], "eval_loss": h["eval_loss"]} for h in history if "eval_loss" in h]
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     trained_tokens = tokens_per_epoch * trainer.state.epoch
+    trained_here = tokens_per_epoch * (trainer.state.epoch - resumed_epoch)
     return {
         "config": asdict(config), "base_model": {"spec": model_ref.spec, "path": str(model_ref.path)},
         "quantization": quant, "device_settings": settings, "lora_targets": "all-linear",
@@ -476,7 +485,8 @@ def train_metrics(config, trainer, result, baseline, final_eval, quant, settings
         "last_train_loss": steps[-1]["loss"] if steps else None,
         "eval_loss_before": baseline.get("eval_loss"), "eval_loss_after": final_eval.get("eval_loss"),
         "best_eval_loss": trainer.state.best_metric, "best_checkpoint_step": _best_step(trainer),
-        "trained_tokens": int(trained_tokens), "tokens_per_second": trained_tokens / result.metrics["train_runtime"],
+        "trained_tokens": int(trained_tokens),
+        "tokens_per_second": trained_here / result.metrics["train_runtime"] if trained_here > 0 else None,
         "train_seconds": result.metrics["train_runtime"], "wall_seconds": wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
@@ -512,7 +522,8 @@ def format_metrics(m: dict, adapter_dir: Path) -> str:
     def loss(x):
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
+    rate = "n/a" if m["tokens_per_second"] is None else f"{m['tokens_per_second']:.0f}"
     return (f"tune: {m['steps']} steps ({m['epochs']:.1f} epochs), train loss {loss(m['first_train_loss'])} -> "
             f"{loss(m['last_train_loss'])}, eval loss {loss(m['eval_loss_before'])} -> {loss(m['eval_loss_after'])}"
-            f" (best {loss(m['best_eval_loss'])}), {m['tokens_per_second']:.0f} tokens/s, peak RSS "
+            f" (best {loss(m['best_eval_loss'])}), {rate} tokens/s, peak RSS "
             f"{m['peak_rss_mb']:.0f} MB, base {m['quantization']['quantization']} -> {adapter_dir}")

@@ -406,6 +406,9 @@ def test_sigkill_mid_tune_then_rerun_resumes_from_the_checkpoint(tmp_path, tiny_
     assert "resuming from" in again.stderr and "checkpoint-4" in again.stderr
     metrics = [json.loads((run / "adapter" / "train_metrics.json").read_text()) for run in (clean, killed)]
     assert metrics[0]["steps"] == metrics[1]["steps"] == 12
+    # Throughput counts what each process trained: all 3 epochs, then the 2 left after the checkpoint.
+    for m, share in zip(metrics, (1, 2 / 3), strict=True):
+        assert m["tokens_per_second"] * m["train_seconds"] == pytest.approx(share * m["trained_tokens"], rel=1e-3)
     weights = [load_file(run / "adapter" / "adapter_model.safetensors") for run in (clean, killed)]
     assert weights[0].keys() == weights[1].keys()
     for name, tensor in weights[0].items():
