@@ -131,9 +131,10 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     trained = filters.NearDuplicates(0.5)
     for p in train_pairs:
         trained.add(p["question"])
+    named = {p["id"]: anchors(p, corpus_text, entities) for p in train_pairs if p.get("key") and p.get("evidence")}
     facts: dict[str, list[dict]] = {}
     for p in train_pairs:
-        if p.get("key") and p.get("evidence") and anchors(p, corpus_text, entities):
+        if named.get(p["id"]):
             facts.setdefault(p.get("fact_id", p["id"]), []).append(p)  # a hand-made qa.jsonl may lack fact ids
     chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 2 * n))
     written = _write_paraphrases(generator, [facts[f][0] for f in chosen], corpus_text, language, seed)
@@ -141,7 +142,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     for pair, sentence, question in written:
         window = corpus_text[pair["start"]:pair["end"]]
         if len(probes) == n or pair["id"] in done or filters.check_question(question, pair["key"], sentence, window) \
-                or not any(filters.mentions(question, a) for a in anchors(pair, corpus_text, entities)) \
+                or not any(filters.mentions(question, a) for a in named[pair["id"]]) \
                 or trained.find(question) or kept.find(question):
             continue
         done.add(pair["id"])  # a fact's first pair stands for the fact

@@ -179,7 +179,7 @@ def markdown(summary: dict, models: list[str]) -> str:
     if not summary["worst_hallucinations"]:
         parts.append("None: the tuned model refused every absent-entity probe.")
     for item in summary["worst_hallucinations"]:
-        why = (f"the corpus never says this of {item['entity']}" if item.get("origin") == "false_premise"
+        why = (f"the corpus never says this of {item['entity']}" if item["origin"] == "false_premise"
                else f"{item['entity']} is not in the corpus")  # a false premise names a corpus entity
         parts.append(f"- **{item['question']}** ({why})  \n  {item['answer']}")
     return "\n".join(parts) + "\n"
