@@ -55,8 +55,8 @@ class GenerateConfig:
     source_tag: str | None = opt(None, "source marker, e.g. Source:8989REF (default: derived from the corpus hash)")
     window_tokens: int = opt(400, "sliding-window size in tokens of the model's tokenizer")
     window_overlap: int = opt(50, "tokens shared by consecutive windows")
-    questions_per_window: int = opt(0, "facts asked about per window; 0 asks about every sentence that holds a "
-                                    "name, number, date or definition (two answers each)")
+    questions_per_window: int = opt(0, "facts asked about per window; 0 asks about every name, number, date "
+                                    "and definition of every sentence that holds one")
     phrasings: int = opt(5, "question phrasings kept per fact, of different shapes (a fact only sticks when asked "
                          "several ways): the model's, the sentence's own clause, cloze and template, and the "
                          "trimmed and reworded ones made from those")

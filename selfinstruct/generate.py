@@ -87,16 +87,15 @@ def seed_for(*parts) -> int:
     return zlib.crc32(":".join(map(str, parts)).encode())
 
 
-KEYS_PER_SENTENCE = 2  # the answer, and the other side of the relation ("who founded X" / "what did Y found")
-
-
 def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n: int, seed: int) -> list[Fact]:
-    """Answers to ask about: with `n` 0, every sentence that holds a name, number, date or definition gets up
-    to KEYS_PER_SENTENCE of them; otherwise up to `n`, one per sentence before any sentence gets a second.
-    Either way a name the sentence describes comes first ("the Mariners' Bed, a fund that ..."), then they spread
-    over answer kinds. Sentences wholly inside the previous window's overlap belong to
-    that window's pool and are skipped here. A sentence's leading pronouns are first replaced by the names they
-    plainly stand for (resolve_pronouns); one that still opens with a pronoun is skipped."""
+    """Answers to ask about: with `n` 0, every name, number, date or definition of every sentence that holds
+    one (a sentence is learnt as a fact only through the answers asked of it: "96 miles" in a sentence about
+    the Isle of Quennock is never known if only the island is asked for); otherwise up to `n`, one per
+    sentence before any sentence gets a second. Either way a name the sentence describes comes first ("the
+    Mariners' Bed, a fund that ..."), then they spread over answer kinds. Sentences wholly inside the previous
+    window's overlap belong to that window's pool and are skipped here. A sentence's leading pronouns are first
+    replaced by the names they plainly stand for (resolve_pronouns); one that still opens with a pronoun is
+    skipped."""
     by_sentence = []
     spans = split_sentences(window.text, window.start)
     sentences = resolve_pronouns([window.text[s - window.start:e - window.start] for s, e in spans], entities,
@@ -111,7 +110,8 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
             by_sentence.append((start, end, sentence, spans))
     random.Random(seed_for(seed, window.index)).shuffle(by_sentence)
     facts, kinds_used = [], Counter()
-    for _ in range(KEYS_PER_SENTENCE if n == 0 else 3):  # first one answer per sentence, then a second ...
+    rounds = max((len(spans) for *_, spans in by_sentence), default=0) if n == 0 else 3
+    for _ in range(rounds):  # first one answer per sentence, then a second ...
         for start, end, sentence, spans in by_sentence:
             if len(facts) == n > 0 or not spans:
                 continue
