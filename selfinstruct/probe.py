@@ -123,20 +123,28 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
                   derived_from=p["id"]) for i, p in enumerate(chosen)]
 
 
+# A new phrasing asks who, where, when or how many. The small writer turns the "What" and "Which" stems of a
+# thing or an organisation into questions that do not say what they ask for: "Which plant was added in 1731?"
+# for "the Keeper", "What is the name of the island guild?" for "President".
+PHRASED_KINDS = ("person", "place", "year", "quantity")
+
+
 def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n, seed) -> list[Probe]:
-    """New phrasings of trained facts, written by the generator model the way generate writes questions, kept
-    only if they pass the same filters (which keep out one that holds its key, "... Hugo Merrivane's carabine?"
-    too), name their fact (`anchors`), differ from every question the model was trained on and are no near-twin
-    of another fact's probe (one question, two answers)."""
+    """New phrasings of trained facts about a person, a place, a year or a quantity, written by the generator
+    model the way generate writes questions, kept only if they pass the same filters (which keep out one that
+    holds its key, "... Hugo Merrivane's carabine?" too), name their fact (`anchors`), differ from every question
+    the model was trained on and are no near-twin of another fact's probe (one question, two answers)."""
     trained = filters.NearDuplicates(0.5)
     for p in train_pairs:
         trained.add(p["question"])
-    named = {p["id"]: anchors(p, corpus_text, entities) for p in train_pairs if p.get("key") and p.get("evidence")}
+    named = {p["id"]: anchors(p, corpus_text, entities) for p in train_pairs
+             if p.get("key") and p.get("evidence") and p.get("kind") in PHRASED_KINDS}
     facts: dict[str, list[dict]] = {}
     for p in train_pairs:
         if named.get(p["id"]):
             facts.setdefault(p.get("fact_id", p["id"]), []).append(p)  # a hand-made qa.jsonl may lack fact ids
-    chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 2 * n))
+    # About half the facts get a question past the filters: three times n of them are asked about.
+    chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 3 * n))
     written = _write_paraphrases(generator, [facts[f][0] for f in chosen], corpus_text, language, seed)
     probes, done, kept = [], set(), filters.NearDuplicates(0.5)
     for pair, sentence, question in written:

@@ -378,7 +378,7 @@ def test_answer_cache_drops_a_torn_line_so_later_answers_survive_a_second_kill(t
 
 def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(english, embedded_model):
     """What the small writer gets wrong is kept out (a trained question, one that holds its key, one that names
-    nothing of its fact, one question for two facts); at most one probe a fact, n in all."""
+    nothing of its fact, one question for two facts, a thing's "What"); at most one probe a fact, n in all."""
     from selfinstruct.entities import corpus_entities
     from selfinstruct.models import load_tokenizer
     from selfinstruct.prompts import stems
@@ -395,6 +395,8 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
                                [" silver marks did a copy of the Venhaddick Tables cost?"] * 3),
         "1509": ("year", "first printed tide tables", [
             " did Rolo Venhaddick calculate the first printed tide tables of Velmoor?", " x", " x"]),
+        "Brinewheel": ("thing", "built the Brinewheel in 1372",  # a fair question, but of a kind not phrased anew
+                       [" tide clock did Saro Keldane build in 1372?"] * 3),
     }
     pairs = []
     for i, (key, (kind, words, _)) in enumerate(written.items()):
@@ -402,7 +404,7 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         pairs.append({"id": f"p{i}", "fact_id": f"f{i}", "question": f"Trained question {i} about the Tide Tower?",
                       "answer": f"{key}.", "answerable": True, "key": key, "kind": kind,
                       "evidence": [start, text.index(".", start) + 1], "start": 0, "end": len(text)})
-    pairs.append({**pairs[2], "id": "p4", "fact_id": "f4"})
+    pairs.append({**pairs[2], "id": "p5", "fact_id": "f5"})
 
     def reply(prompt):
         key = next(k for k in written if f'"{k}"' in prompt)
