@@ -217,16 +217,25 @@ class QuestionWriter:
         ten good questions: 9 answered right from the sentence, 4 from the whole window."""
         if not self.config.roundtrip or not candidates:
             return
-        tok = self.generator.tokenizer
         sentence = self.config.roundtrip_context == "sentence"
-        texts = self.generator.generate(
-            [prompts.roundtrip_prompt(tok, c.fact.sentence if sentence else c.fact.window.text, c.question,
-                                      self.language) for c in candidates],
-            Sampling(max_new_tokens=self.config.max_new_tokens, seed=self.config.seed, stop=("\n",)))
+        texts = read_back(self.generator, [c.fact.sentence if sentence else c.fact.window.text for c in candidates],
+                          [c.question for c in candidates], self.language, self.config.max_new_tokens,
+                          self.config.seed)
         for c, reply in zip(candidates, texts, strict=True):
             c.reply = reply.strip()
             if not filters.agrees(c.reply, c.fact.key):
                 c.reason = "roundtrip_disagrees"
+
+
+def read_back(generator, contexts: list[str], questions: list[str], language: str, max_new_tokens: int,
+              seed: int) -> list[str]:
+    """The model's greedy answer to each question with its context before it: the round trip that a written
+    question passes when the answer holds its key."""
+    if not questions:
+        return []
+    return generator.generate([prompts.roundtrip_prompt(generator.tokenizer, context, question, language)
+                               for context, question in zip(contexts, questions, strict=True)],
+                              Sampling(max_new_tokens=max_new_tokens, seed=seed, stop=("\n",)))
 
 
 class Pipeline:

@@ -20,6 +20,7 @@ from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
+from .generate import read_back
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
@@ -131,9 +132,10 @@ PHRASED_KINDS = ("person", "place", "year", "quantity")
 
 def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n, seed) -> list[Probe]:
     """New phrasings of trained facts about a person, a place, a year or a quantity, written by the generator
-    model the way generate writes questions, kept only if they pass the same filters (which keep out one that
-    holds its key, "... Hugo Merrivane's carabine?" too), name their fact (`anchors`), differ from every question
-    the model was trained on and are no near-twin of another fact's probe (one question, two answers)."""
+    model the way generate writes questions, kept only if they pass the same filters and round trip (which keep
+    out one that holds its key, "... Hugo Merrivane's carabine?" too), name their fact (`anchors`), differ from
+    every question the model was trained on and are no near-twin of another fact's probe (one question, two
+    answers)."""
     trained = filters.NearDuplicates(0.5)
     for p in train_pairs:
         trained.add(p["question"])
@@ -143,21 +145,35 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     for p in train_pairs:
         if named.get(p["id"]):
             facts.setdefault(p.get("fact_id", p["id"]), []).append(p)  # a hand-made qa.jsonl may lack fact ids
-    # About half the facts get a question past the filters: three times n of them are asked about.
-    chosen = random.Random(seed).sample(sorted(facts), min(len(facts), 3 * n))
-    written = _write_paraphrases(generator, [facts[f][0] for f in chosen], corpus_text, language, seed)
+    # About a third of the facts asked about get a question past the filters and the round trip: three for
+    # each probe still missing are asked about, round after round, until n are kept or no fact is left.
+    order = random.Random(seed).sample(sorted(facts), len(facts))
     probes, done, kept = [], set(), filters.NearDuplicates(0.5)
-    for pair, sentence, question in written:
-        window = corpus_text[pair["start"]:pair["end"]]
-        if len(probes) == n or pair["id"] in done or filters.check_question(question, pair["key"], sentence, window) \
-                or not any(filters.mentions(question, a) for a in named[pair["id"]]) \
-                or trained.find(question) or kept.find(question):
-            continue
-        done.add(pair["id"])  # a fact's first pair stands for the fact
-        kept.add(question)
-        probes.append(Probe(f"paraphrase-{len(probes)}", "answerable", "paraphrase", question, pair["answer"],
-                            pair["key"], derived_from=pair["id"]))
+    while order and len(probes) < n:
+        batch, order = order[:3 * (n - len(probes))], order[3 * (n - len(probes)):]
+        for pair, question in _fair_paraphrases(generator, [facts[f][0] for f in batch], corpus_text, language,
+                                                named, trained, seed):
+            if len(probes) == n or pair["id"] in done or kept.find(question):
+                continue
+            done.add(pair["id"])  # a fact's first pair stands for the fact
+            kept.add(question)
+            probes.append(Probe(f"paraphrase-{len(probes)}", "answerable", "paraphrase", question, pair["answer"],
+                                pair["key"], derived_from=pair["id"]))
     return probes
+
+
+def _fair_paraphrases(generator, pairs, corpus_text, language, named, trained, seed) -> list[tuple[dict, str]]:
+    """(pair, question) for each question written about the pairs that passes generate's filters, names its
+    fact and is no trained question, then passes the round trip generate puts its own written questions
+    through: read beside its sentence, a fair question gets its key back. "When adding another twenty-four
+    beds, what's that question?" does not."""
+    written = [(pair, sentence, question) for pair, sentence, question
+               in _write_paraphrases(generator, pairs, corpus_text, language, seed)
+               if not filters.check_question(question, pair["key"], sentence, corpus_text[pair["start"]:pair["end"]])
+               and any(filters.mentions(question, a) for a in named[pair["id"]]) and not trained.find(question)]
+    replies = read_back(generator, [s for _, s, _ in written], [q for *_, q in written], language, 48, seed)
+    return [(pair, question) for (pair, _, question), reply in zip(written, replies, strict=True)
+            if filters.agrees(reply, pair["key"])]
 
 
 def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]:

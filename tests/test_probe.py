@@ -378,7 +378,8 @@ def test_answer_cache_drops_a_torn_line_so_later_answers_survive_a_second_kill(t
 
 def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(english, embedded_model):
     """What the small writer gets wrong is kept out (a trained question, one that holds its key, one that names
-    nothing of its fact, one question for two facts, a thing's "What"); at most one probe a fact, n in all."""
+    nothing of its fact, one question for two facts, a thing's "What", one whose round trip misses its key); at
+    most one probe a fact, n in all."""
     from selfinstruct.entities import corpus_entities
     from selfinstruct.models import load_tokenizer
     from selfinstruct.prompts import stems
@@ -394,7 +395,8 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         "three silver marks": ("quantity", "three silver marks a copy",  # two facts: the second is a twin
                                [" silver marks did a copy of the Venhaddick Tables cost?"] * 3),
         "1509": ("year", "first printed tide tables", [
-            " did Rolo Venhaddick calculate the first printed tide tables of Velmoor?", " x", " x"]),
+            " did the first printed tide tables of Velmoor hold six?",  # garbled: its reader gets no year back
+            " did Rolo Venhaddick calculate the first printed tide tables of Velmoor?", " x"]),
         "Brinewheel": ("thing", "built the Brinewheel in 1372",  # a fair question, but of a kind not phrased anew
                        [" tide clock did Saro Keldane build in 1372?"] * 3),
     }
@@ -407,6 +409,9 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
     pairs.append({**pairs[2], "id": "p5", "fact_id": "f5"})
 
     def reply(prompt):
+        if "Question: " in prompt:  # the round trip: read beside its sentence, all but the garbled one get their key
+            return "In 1372." if "hold six?" in prompt else next(
+                f"{k}." for k, (_, _, texts) in written.items() if any(len(t) > 3 and t[1:-1] in prompt for t in texts))
         key = next(k for k in written if f'"{k}"' in prompt)
         kind_stems = stems(written[key][0], "en")
         stem = max((s for s in kind_stems if prompt.endswith(s)), key=len)
@@ -419,6 +424,7 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         ("Saro Keldane", "Who was the person who built the tide clock of Velmoor in 1372?"),
         ("64 feet", "What is the number of feet the Tide Tower on the Old Stair rises to?"),
         ("three silver marks", "How many silver marks did a copy of the Venhaddick Tables cost?"),
-        ("1509", "In which year did Rolo Venhaddick calculate the first printed tide tables of Velmoor?")}
+        ("1509", "When did Rolo Venhaddick calculate the first printed tide tables of Velmoor?")}
+    assert any("hold six?" in p for p in generator.prompts if "Question: " in p)  # the round trip kept it out
     assert [p.origin for p in probes] == ["paraphrase"] * 4 and len({p.derived_from for p in probes}) == 4
     assert len(paraphrase_probes(generator, pairs, text, "en", entities, 2, 0)) == 2
