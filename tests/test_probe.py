@@ -428,3 +428,15 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
     assert any("hold six?" in p for p in generator.prompts if "Question: " in p)  # the round trip kept it out
     assert [p.origin for p in probes] == ["paraphrase"] * 4 and len({p.derived_from for p in probes}) == 4
     assert len(paraphrase_probes(generator, pairs, text, "en", entities, 2, 0)) == 2
+
+    # Facts are asked about three a missing probe at a time, until one is kept: a writer that manages only the
+    # year's question still gets its probe, on a later round where the first three facts drew a blank.
+    def only_the_year(prompt):
+        return reply(prompt) if '"1509"' in prompt or "Question: " in prompt else " x"
+
+    rounds = []
+    for seed in range(6):
+        only_year = FakeGenerator(only_the_year, generator.tokenizer)
+        assert [p.key for p in paraphrase_probes(only_year, pairs, text, "en", entities, 1, seed)] == ["1509"]
+        rounds.append(sum("Question: " not in p for p in only_year.prompts) // 3)  # three stems a fact
+    assert set(rounds) == {3, 5}  # three facts asked about on the first round; all five when it drew a blank
