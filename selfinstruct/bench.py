@@ -41,7 +41,7 @@ class Recorder:
         return self.engine.generated_tokens
 
     def generate(self, prompts, sampling):
-        step = sys._getframe(1).f_code.co_name  # generate_and_parse (questions) or roundtrip
+        step = sys._getframe(1).f_code.co_name  # generate_and_parse (questions) or read_back (the round trip)
         start = time.perf_counter()
         texts = self.engine.generate(prompts, sampling)
         self.calls.append({"step": step, "prompts": prompts, "seconds": time.perf_counter() - start})
@@ -98,7 +98,7 @@ def breakdown(calls: list[dict], stats, seconds: float, engine_seconds: float) -
     cumulative time, the engine's share taken out of the stage that called it)."""
     out = {}
     for call in calls:
-        name = "engine: " + {"generate_and_parse": "writing questions", "roundtrip": "round trip"}.get(
+        name = "engine: " + {"generate_and_parse": "writing questions", "read_back": "round trip"}.get(
             call["step"], call["step"])
         out[name] = out.get(name, 0.0) + call["seconds"]
     cumulative = {(Path(file).name, function): row[3] for (file, _, function), row in stats.stats.items()}
