@@ -6,7 +6,7 @@ import pytest
 from selfinstruct.cli import main
 from selfinstruct.entities import corpus_entities
 from selfinstruct.negatives import name_share
-from selfinstruct.probe import Probe, absent_probes, is_refusal, judge, paraphrase_probes
+from selfinstruct.probe import Probe, absent_probes, asks_one_fact, is_refusal, judge, paraphrase_probes
 from selfinstruct.report import interval_line, metrics, wilson, write
 
 from .conftest import SAMPLE_EN, SAMPLE_ZH, FakeGenerator
@@ -395,8 +395,9 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         "three silver marks": ("quantity", "three silver marks a copy",  # two facts: the second is a twin
                                [" silver marks did a copy of the Venhaddick Tables cost?"] * 3),
         "1509": ("year", "first printed tide tables", [
-            " did the first printed tide tables of Velmoor hold six?",  # garbled: its reader gets no year back
-            " did Rolo Venhaddick calculate the first printed tide tables of Velmoor?", " x"]),
+            " did the first printed tide tables of Velmoor hold the mathematician?",  # garbled: no year read back
+            " did Rolo Venhaddick calculate the first printed tide tables of Velmoor?",
+            " and where did Rolo Venhaddick calculate the first printed tide tables?"]),  # two questions in one
         "Brinewheel": ("thing", "built the Brinewheel in 1372",  # a fair question, but of a kind not phrased anew
                        [" tide clock did Saro Keldane build in 1372?"] * 3),
     }
@@ -410,7 +411,7 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
 
     def reply(prompt):
         if "Question: " in prompt:  # the round trip: read beside its sentence, all but the garbled one get their key
-            return "In 1372." if "hold six?" in prompt else next(
+            return "In 1372." if "hold the mathematician?" in prompt else next(
                 f"{k}." for k, (_, _, texts) in written.items() if any(len(t) > 3 and t[1:-1] in prompt for t in texts))
         key = next(k for k in written if f'"{k}"' in prompt)
         kind_stems = stems(written[key][0], "en")
@@ -425,7 +426,9 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         ("64 feet", "What is the number of feet the Tide Tower on the Old Stair rises to?"),
         ("three silver marks", "How many silver marks did a copy of the Venhaddick Tables cost?"),
         ("1509", "When did Rolo Venhaddick calculate the first printed tide tables of Velmoor?")}
-    assert any("hold six?" in p for p in generator.prompts if "Question: " in p)  # the round trip kept it out
+    read_back = [p for p in generator.prompts if "Question: " in p]
+    assert any("hold the mathematician?" in p for p in read_back)  # the round trip kept it out
+    assert not any("and where did" in p for p in read_back)  # two questions in one: kept out before it
     assert [p.origin for p in probes] == ["paraphrase"] * 4 and len({p.derived_from for p in probes}) == 4
     assert len(paraphrase_probes(generator, pairs, text, "en", entities, 2, 0)) == 2
 
@@ -440,3 +443,25 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
         assert [p.key for p in paraphrase_probes(only_year, pairs, text, "en", entities, 1, seed)] == ["1509"]
         rounds.append(sum("Question: " not in p for p in only_year.prompts) // 3)  # three stems a fact
     assert set(rounds) == {3, 5}  # three facts asked about on the first round; all five when it drew a blank
+
+
+@pytest.mark.parametrize("question, sentence, one", [
+    ("What is the name of the place where the Harrowmede Infirmary is located?",
+     "The Harrowmede Infirmary is the hospital of the Isle of Quennock.", True),
+    ("Who was the person who succeeded her as Keeper of the Garden in 1744?",
+     "Tobias Varrance succeeded his aunt as Keeper of the Garden in 1744.", True),
+    ("How many ships carried the traffic between Quennock and the mainland?",
+     "Three ships carried most of the traffic between Quennock and the mainland.", True),
+    ("In what year and on what island is the College of Physic?",
+     "In 1761 the healers on the island became the College of Physic.", False),  # two questions joined
+    ("Where was Emeric Saldane, and what was his office?", "The first Warden of the Isle was Emeric Saldane.",
+     False),
+    ("What is the name of the place where the Lark of Cassmoor is located in which language?",
+     "The Lark of Cassmoor carried the Blue Draught.", False),  # a second question asked inside the first
+    ("In what year, 1709, did the Greylag Maid sail across the Tessel Shoals?",
+     "In 1744 the Greylag Maid sailed across the Tessel Shoals.", False),  # a number its sentence does not say
+    ("What number of rows is the length of the first Wallmaster, Edric Hessary, the first Wallmaster?",
+     "The first Wallmaster, Edric Hessary, trained more than sixty apprentices.", False),  # a phrase said twice
+])
+def test_a_new_phrasing_asks_for_one_fact(question, sentence, one):
+    assert asks_one_fact(question, sentence) is one
