@@ -30,8 +30,15 @@ EN_KIND_WORDS = {
     "org": """Guild Assembly Council Order Company Society Archive Academy School College Brotherhood Court House
         Exchange Countinghouse Watch Fleet Bank League Union""".split(),
     "thing": """Lamp Clock Engine Semaphore Organ Wheel Charter Treaty Annals Book Chronicle Festival War Flood Law
-        Oath Bell Chain Windlass Reforms Kettle Heron Gull Vaunt""".split(),
+        Oath Bell Chain Windlass Reforms Kettle Heron Gull Vaunt Draught Tincture Syrup Salve""".split(),
 }
+# Offices, not the people who hold them: "Harbour Warden" or "Warden of the Isle" is no place, "Keeper of the
+# Garden" no person: typed as places, they made "The first which place was Emeric Saldane?" in training and
+# "Where was Davel Quorrin?" in probes. An office is a thing, asked for with "what", and a title before a
+# person's names is no part of the name.
+EN_TITLES = set("""Warden Wallmaster Keeper Master Mistress Sister Mother Father Brother President Reeve Archivist
+    Captain Mayor Steward Provost Abbot Abbess Prior Chancellor Magistrate Harbourmaster Foreman Physician Dispenser
+    Reader Elder Marshal Governor Bishop Dean Registrar Treasurer Secretary Clerk Chief""".split())
 ZH_SURNAMES = set("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
                   "姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴"
                   "莫孔向汤卜温骆颜邬蒲苗岑甘郜费庞殷阮")
@@ -67,7 +74,7 @@ def _en_entities(text: str) -> dict[str, str]:
     prose = "\n".join(line if re.search(r"[.!?:;\"”]\s*$", line) or len(line.split()) > 12 else ""
                       for line in text.splitlines())
     for match in EN_NAME.finditer(prose):
-        name = _strip_function_words(match.group())
+        name = _without_title(_strip_function_words(match.group()))
         if not name:
             continue
         found[name] += 1
@@ -92,16 +99,26 @@ def _strip_function_words(name: str) -> str:
     return name if len(name) > 2 and name not in EN_FUNCTION else ""
 
 
+def _without_title(name: str) -> str:
+    """The person a title names: "Harbour Warden Davel Quorrin" is Davel Quorrin."""
+    words = name.split()
+    titles = [i for i, word in enumerate(words[:-2]) if word in EN_TITLES and "of" not in words[i + 1:]]
+    return " ".join(words[titles[-1] + 1:]) if titles else name
+
+
 def en_kind(name: str, after_the: bool = False, after_preposition: bool = False) -> str:
-    """By the head noun (Treaty of X Ford: a treaty), else: two bare capitalised words are a person, a
+    """By the head noun (Treaty of X Ford: a treaty; Warden of the Isle: an office, asked with "what"), else:
+    two bare capitalised words are a person unless one is possessive (Saldane's Quiet is named for one), a
     name seen after in/at/from... is a place."""
     words = name.replace("'", " ").split()
     head = name.split(" of ")[0].split()[-1] if " of " in name else words[-1]
+    if head in EN_TITLES:
+        return "thing"
     for candidates in ([head], words):
         for kind, markers in EN_KIND_WORDS.items():
             if any(w in markers for w in candidates):
                 return kind
-    if len(words) >= 2 and not after_the:
+    if len(words) >= 2 and not after_the and not re.search(r"['’]s\b", name):
         return "person"
     return "place" if after_preposition else "thing"
 

@@ -29,6 +29,29 @@ def test_english_entities_and_kinds(english):
         assert heading_word not in entities
 
 
+def test_offices_are_things_and_no_part_of_a_name(english):
+    _, entities = english
+    # "Harbour" and "Quay" are place words, "Guild" an org word: the office's head noun decides.
+    for office in ("Harbour Warden", "Archivist of the Quay", "Guild Master of the Salt Guild"):
+        assert entities[office] == "thing"
+    assert entities["Davel Quorrin"] == "person"
+    assert not any(name.startswith("Harbour Warden ") for name in entities)  # "Harbour Warden Davel Quorrin"
+
+
+@pytest.mark.parametrize("text, name, kind", [
+    ("He bore the title of Wallmaster. The first Wallmaster held the post.", "Wallmaster", "thing"),
+    ("The first Warden of the Isle was Emeric Saldane.", "Warden of the Isle", "thing"),
+    ("Each ward is run by a Ward Sister.", "Ward Sister", "thing"),
+    ("Her preparation, Saldane's Quiet, was a cordial.", "Saldane's Quiet", "thing"),
+    ("It was sold as Varrance Tincture.", "Varrance Tincture", "thing"),
+    ("The ship of Captain Hugo Merrivane sailed.", "Hugo Merrivane", "person"),
+    ("Ships sailed to the Keeper Islands.", "Keeper Islands", "place"),  # the head noun, not the first word
+    ("A song by Dean Martin played.", "Dean Martin", "person"),  # a title word inside a person's name stays
+])
+def test_kind_of_a_name_in_a_sentence(text, name, kind):
+    assert corpus_entities(text, "en")[name] == kind
+
+
 def test_chinese_entities(chinese):
     _, entities = chinese
     for person in ("卜怀渊", "温砚秋", "罗青梧"):
