@@ -57,9 +57,10 @@ class GenerateConfig:
     window_overlap: int = opt(50, "tokens shared by consecutive windows")
     questions_per_window: int = opt(0, "facts asked about per window; 0 asks about every name, number, date "
                                     "and definition of every sentence that holds one")
-    phrasings: int = opt(5, "question phrasings kept per fact, of different shapes (a fact only sticks when asked "
+    phrasings: int = opt(7, "question phrasings kept per fact, of different shapes (a fact only sticks when asked "
                          "several ways): the model's, the sentence's own clause, cloze and template, and the "
-                         "trimmed and reworded ones made from those")
+                         "trimmed and reworded ones made from those; each beyond 4 has the model write from "
+                         "another started question (who / which person / who was the person who), 3 at most")
     candidates: int = opt(1, "model samples per started question; the filters keep the best")
     rewrites: int = opt(8, "restatements of each window (its sentences regrouped around each entity) written to "
                         "texts.jsonl for tune's text mix (4 against 1 on make eval's corpus: hand-written key "

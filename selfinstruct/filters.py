@@ -125,6 +125,30 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
     return None
 
 
+# A second question joined to the first ("In what year and on what island ...?", "..., and what was his office?")
+# or asked inside it ("... is located in which language?"): searched for after the first question word.
+SECOND_QUESTION = re.compile(r"(?i)(?:,|\band)\s+(?:\w+\s+)?(?:what|who|whom|when|where|which|how)\b"
+                             r"|\b(?:in|on|at|with|from|for|by|of)\s+(?:what|which|whom)\b")
+FIRST_QUESTION_WORD = re.compile(r"(?i)\b(?:what|who|whom|when|where|which|how)\b")
+
+
+def asks_one_fact(question: str, sentence: str) -> bool:
+    """A question the model wrote that one key answers: it asks one thing, states no number its sentence does
+    not ("In what year, 1709, did ...?" of a sentence that says 1744) and does not say a phrase twice ("... the
+    first Wallmaster, Edric Hessary, the first Wallmaster?"). The small writer makes all three, and the round
+    trip passes them, since its reader finds the key in the sentence whatever the question asks. Generate's
+    own questions and probe's new phrasings both pass it; a template is the sentence reshaped, and its relative
+    clauses ("..., where leaves hang ...") are no second question."""
+    first = FIRST_QUESTION_WORD.search(question)
+    if first and SECOND_QUESTION.search(question, first.end()):
+        return False
+    if not numbers(question) <= numbers(sentence):
+        return False
+    words = tokens(question)
+    trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    return len(trigrams) == len(set(trigrams))
+
+
 def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 

@@ -148,6 +148,8 @@ class QuestionWriter:
         candidates = self.write_questions([f for fs in facts.values() for f in fs])
         for c in candidates:
             c.reason = c.reason or filters.check_question(c.question, c.fact.key, c.fact.sentence, c.fact.window.text)
+            if not c.reason and c.origin == "model" and not filters.asks_one_fact(c.question, c.fact.sentence):
+                c.reason = "not_one_fact"  # "Who was the first Keeper, and where is the Keeper now?"
         # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
         self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
         if self.language == "en":
@@ -170,8 +172,9 @@ class QuestionWriter:
         cfg, tok = self.config, self.generator.tokenizer
         jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
-            # The sentence's own shapes (described, clause, cloze, trimmed, reworded, template) fill the phrasings after
-            # the model's first started question; each phrasing beyond five adds another (three at most).
+            # The model writes from one started question per phrasing beyond four, three at most (all of its kind's
+            # stems at the default 7); the sentence's own shapes (described, clause, cloze, trimmed, reworded,
+            # template) fill the rest.
             for p in range(min(max(cfg.phrasings - 4, 1), 3)):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)

@@ -134,7 +134,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     """New phrasings of trained facts about a person, a place, a year or a quantity, written by the generator
     model the way generate writes questions, kept only if they pass the same filters and round trip (which keep
     out one that holds its key, "... Hugo Merrivane's carabine?" too), name their fact (`anchors`), differ from
-    every question the model was trained on, ask for one fact (`asks_one_fact`) and are no near-twin of another
+    every question the model was trained on, ask for one fact (`filters.asks_one_fact`) and are no near-twin of another
     fact's probe (one question, two answers)."""
     from tqdm import tqdm
 
@@ -177,32 +177,10 @@ def _fair_paraphrases(generator, pairs, corpus_text, language, named, trained, s
                in _write_paraphrases(generator, pairs, corpus_text, language, seed)
                if not filters.check_question(question, pair["key"], sentence, corpus_text[pair["start"]:pair["end"]])
                and any(filters.mentions(question, a) for a in named[pair["id"]]) and not trained.find(question)
-               and asks_one_fact(question, sentence)]
+               and filters.asks_one_fact(question, sentence)]
     replies = read_back(generator, [s for _, s, _ in written], [q for *_, q in written], language, 48, seed)
     return [(pair, question) for (pair, _, question), reply in zip(written, replies, strict=True)
             if filters.agrees(reply, pair["key"])]
-
-
-# A second question joined to the first ("In what year and on what island ...?", "..., and what was his office?")
-# or asked inside it ("... is located in which language?"): searched for after the first question word.
-SECOND_QUESTION = re.compile(r"(?i)(?:,|\band)\s+(?:\w+\s+)?(?:what|who|whom|when|where|which|how)\b"
-                             r"|\b(?:in|on|at|with|from|for|by|of)\s+(?:what|which|whom)\b")
-FIRST_QUESTION_WORD = re.compile(r"(?i)\b(?:what|who|whom|when|where|which|how)\b")
-
-
-def asks_one_fact(question: str, sentence: str) -> bool:
-    """A new phrasing that one key answers: it asks one thing, states no number its sentence does not ("In what
-    year, 1709, did ...?" of a sentence that says 1744) and does not say a phrase twice ("... the first
-    Wallmaster, Edric Hessary, the first Wallmaster?"). The small writer makes all three, and the round trip
-    passes them, since its reader finds the key in the sentence whatever the question asks."""
-    first = FIRST_QUESTION_WORD.search(question)
-    if first and SECOND_QUESTION.search(question, first.end()):
-        return False
-    if not filters.numbers(question) <= filters.numbers(sentence):
-        return False
-    words = filters.tokens(question)
-    trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
-    return len(trigrams) == len(set(trigrams))
 
 
 def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]:

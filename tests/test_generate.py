@@ -22,7 +22,7 @@ REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "an
             "text", "messages")
 REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
-           "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded"}
+           "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded", "not_one_fact"}
 
 
 def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):
@@ -213,6 +213,23 @@ def test_a_model_that_writes_garbage_is_named_and_the_templates_still_give_pairs
     assert origins <= {"template", "cloze", "clause", "described", "trimmed", "reworded"}
     assert "trimmed" in origins, "a template question without its trailing clause or date is a phrasing too"
     assert read(tmp_path / "run" / "rejects.jsonl"), "the rejected outputs are kept"
+
+
+def test_a_model_question_that_asks_two_things_is_a_reject(tmp_path, tiny_model, fake_engine, monkeypatch):
+    import tests.conftest as conftest
+
+    def model_pairs():
+        return [p for p in read(tmp_path / "run" / "qa.jsonl") if p.get("origin") == "model"]
+
+    assert generate(tmp_path, tiny_model, "--max-windows", "2") == 0
+    assert model_pairs(), "the scripted writer's own questions are kept"
+    writer = conftest.scripted_reply
+    monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: writer(prompt) if "Question:" in prompt
+                        else writer(prompt).rstrip("?") + ", and in what year?")
+    assert generate(tmp_path, tiny_model, "--max-windows", "2", "--overwrite") == 0
+    assert not model_pairs()
+    rejects = [r for r in read(tmp_path / "run" / "rejects.jsonl") if r["origin"] == "model"]
+    assert rejects and "not_one_fact" in {r["reason"] for r in rejects}
 
 
 def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):

@@ -5,8 +5,9 @@ import pytest
 
 from selfinstruct.cli import main
 from selfinstruct.entities import corpus_entities
+from selfinstruct.filters import asks_one_fact
 from selfinstruct.negatives import name_share
-from selfinstruct.probe import Probe, absent_probes, asks_one_fact, is_refusal, judge, paraphrase_probes
+from selfinstruct.probe import Probe, absent_probes, is_refusal, judge, paraphrase_probes
 from selfinstruct.report import interval_line, metrics, wilson, write
 
 from .conftest import SAMPLE_EN, SAMPLE_ZH, FakeGenerator
