@@ -134,8 +134,8 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     """New phrasings of trained facts about a person, a place, a year or a quantity, written by the generator
     model the way generate writes questions, kept only if they pass the same filters and round trip (which keep
     out one that holds its key, "... Hugo Merrivane's carabine?" too), name their fact (`anchors`), differ from
-    every question the model was trained on, ask for one fact (`filters.asks_one_fact`) and are no near-twin of another
-    fact's probe (one question, two answers)."""
+    every question the model was trained on, ask for one fact (`filters.asks_one_fact`) and are no near-twin of
+    another fact's probe (one question, two answers)."""
     from tqdm import tqdm
 
     trained = filters.NearDuplicates(0.5)
