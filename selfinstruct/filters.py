@@ -118,6 +118,8 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "question_ungrounded"  # it names something the window does not: an invented premise
     if VAGUE.search(question):
         return "vague"  # "Which place is this?" asks about nothing in particular
+    if not counts_its_key(question, key):
+        return "wrong_count"  # "How many beds were laid in the corridors?" of "treated 1,310 patients"
     asked = {_stem(t) for t in content_tokens(question)} - WH_WORDS
     told = {_stem(t) for t in content_tokens(evidence)} - {_stem(t) for t in tokens(key)}
     if not asked or len(asked & told) < min(2, len(asked), len(told)):
@@ -145,8 +147,23 @@ def asks_one_fact(question: str, sentence: str) -> bool:
     if not numbers(question) <= numbers(sentence):
         return False
     words = tokens(question)
-    trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    # A repeat made of light words only is the stem's own ("Who was the person who was the first Keeper?").
+    trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2) if not STOPWORDS.issuperset(words[i:i + 3])]
     return len(trigrams) == len(set(trigrams))
+
+
+COUNTED = re.compile(r"(?i)\b(?:how\s+many|number\s+of)((?:\s+[a-z'-]+){1,3})")
+
+
+def counts_its_key(question: str, key: str) -> bool:
+    """A question that asks how many of something asks for what its key counts: "How many beds ...?" is not
+    answered by "1,310 patients" (the model writes such questions from a sentence that names both, and the round
+    trip passes them, since its reader finds a count in the sentence). A key without a unit ("640") and a
+    question that counts nothing ("How long ...?") pass."""
+    words, counted = tokens(key), COUNTED.search(question)
+    if not counted or not numbers(key) or words[-1].isdigit():
+        return True
+    return _stem(words[-1]) in {_stem(t) for t in tokens(counted[1])}
 
 
 def _stem(word: str) -> str:

@@ -5,6 +5,7 @@ from selfinstruct.filters import (
     agrees,
     check_answer,
     check_question,
+    counts_its_key,
     support,
     token_f1,
     tokens,
@@ -47,6 +48,29 @@ def test_a_question_holding_its_key_in_another_spelling_gives_the_answer_away(qu
 ])
 def test_question_checks(question, reason):
     assert check_question(question, "1206", SENTENCE, WINDOW) == reason
+
+
+@pytest.mark.parametrize("question, key, fits", [
+    ("How many patients did the Infirmary treat in 1786?", "1,310 patients", True),
+    ("How many beds had to be laid in the corridors in 1786?", "1,310 patients", False),  # the sentence's other count
+    ("What is the number of beds in the Infirmary?", "1,310 patients", False),
+    ("How many plants must a Reader name?", "five years", False),
+    ("How many copper pennies did the toll cost?", "48 copper pennies", True),
+    ("How many of the beds are in the Saltmarsh Ward?", "eighteen beds", True),
+    ("How long did Maud Orrow run the Stillroom?", "twenty-six years", True),  # counts nothing by name
+    ("How many had the list grown to by 1785?", "640", True),  # a key without a unit
+    ("In which year was the Long Arm finished?", "1206", True),
+])
+def test_a_count_question_asks_for_what_its_key_counts(question, key, fits):
+    assert counts_its_key(question, key) is fits
+
+
+def test_a_question_counting_something_else_is_a_reject():
+    sentence = "In 1786 the Infirmary treated 1,310 patients, and beds had to be laid in the corridors."
+    assert check_question("How many beds had to be laid in the corridors?", "1,310 patients", sentence,
+                          sentence) == "wrong_count"
+    assert check_question("How many patients did the Infirmary treat in 1786?", "1,310 patients", sentence,
+                          sentence) is None
 
 
 def test_support_is_the_share_of_content_words_and_zero_for_invented_names_or_numbers():

@@ -22,7 +22,8 @@ REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "an
             "text", "messages")
 REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
-           "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded", "not_one_fact"}
+           "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded", "not_one_fact",
+           "wrong_count"}
 
 
 def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):

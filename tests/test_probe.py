@@ -463,6 +463,8 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
      "In 1744 the Greylag Maid sailed across the Tessel Shoals.", False),  # a number its sentence does not say
     ("What number of rows is the length of the first Wallmaster, Edric Hessary, the first Wallmaster?",
      "The first Wallmaster, Edric Hessary, trained more than sixty apprentices.", False),  # a phrase said twice
+    ("Who was the person who was the first Keeper of the Lazaret?",
+     "Maud Orrow became the first Keeper of the Lazaret.", True),  # the stem's light words said twice: no repeat
 ])
 def test_a_new_phrasing_asks_for_one_fact(question, sentence, one):
     assert asks_one_fact(question, sentence) is one
