@@ -86,8 +86,26 @@ def _en_entities(text: str) -> dict[str, str]:
         elif re.search(r"\b(?:in|at|to|from|near|of)\s+$", before):  # "in Velmoor", not "in the Brinewheel"
             after_preposition.add(name)
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
-    return {name: en_kind(name, name in after_the, name in after_preposition)
-            for name in found if " " in name or name in mid_sentence}
+    names = {name: en_kind(name, name in after_the, name in after_preposition)
+             for name in found if " " in name or name in mid_sentence}
+    terms = [t for t in defined_terms(prose) if t.title() not in names and t not in names]  # Velmoor is a name
+    return {**dict.fromkeys(terms, "thing"), **names}
+
+
+def defined_terms(text: str) -> list[str]:
+    """The words the corpus defines ("A dewglass is a shallow dish ...", "Fennock is a bitter, pale root ..."),
+    in both cases: things it has names for though they are not capitalised. Without them a sentence that uses
+    one ("Ysolde Saldane invented the dewglass in 1747") is asked only about its people and years, and "What did
+    Ysolde Saldane invent?" is never trained. One word (hyphens allowed), defined with "is"."""
+    from .corpus import split_sentences
+
+    terms = set()
+    for start, end in split_sentences(text):
+        match = EN_DEFINITION.match(text[start:end].rstrip(".!"))
+        term = match["term"] if match and match["copula"] else ""
+        if re.fullmatch(r"[A-Za-z]{4,}(?:-[a-z]+)*", term) and term.lower() not in NOT_A_TERM | FUNCTION_WORDS:
+            terms |= {term.lower(), term[0].upper() + term[1:].lower()}
+    return sorted(terms)
 
 
 def _strip_function_words(name: str) -> str:
@@ -151,7 +169,9 @@ def find_mentions(sentence: str, entities: dict[str, str]) -> list[tuple[int, in
     """(start, end, kind) of every known entity in a sentence, longest first where they overlap."""
     spans = []
     for name in sorted(entities, key=len, reverse=True):
-        for match in re.finditer(re.escape(name), sentence):
+        # A whole word of an English name ("ashcap", not the "ashcap" of "ashcaps"); Chinese has no word edges.
+        edges = (r"(?<![A-Za-z])", r"(?![A-Za-z])") if name.isascii() else ("", "")
+        for match in re.finditer(edges[0] + re.escape(name) + edges[1], sentence):
             if all(match.end() <= s or match.start() >= e for s, e, _ in spans):
                 spans.append((match.start(), match.end(), entities[name]))
     return sorted(spans)

@@ -147,6 +147,19 @@ def test_a_defined_term_is_an_answer_and_a_name_inside_it_gives_way():
     assert not any(kind == "thing" for *_, kind in answer_spans("九梭水机是一种用水力带动的织布机。", {}, "zh"))
 
 
+def test_a_word_the_corpus_defines_is_a_key_wherever_it_is_used():
+    text = ("A dewglass is a shallow dish of polished glass that measures the dew. Fennock is a bitter, pale root "
+            "that grows on Owlsgate Fell. Ysolde Saldane invented the dewglass in 1747. The islanders eat fennock "
+            "boiled, and Velmoor is a town on the coast of Velmoor Bay. Dewglasses lie in the Herbarium.")
+    entities = corpus_entities(text, "en")
+    assert entities["dewglass"] == entities["fennock"] == entities["Fennock"] == "thing"
+    assert "velmoor" not in entities, "a defined name stays a name"
+    used = "Ysolde Saldane invented the dewglass in 1747."
+    assert ("dewglass", "thing") in [(used[s:e], kind) for s, e, kind in answer_spans(used, entities, "en")]
+    plural = "Dewglasses lie in the Herbarium."
+    assert not any(plural[s:e] == "Dewglass" for s, e, _ in answer_spans(plural, entities, "en")), "a whole word"
+
+
 @pytest.mark.parametrize("sentence", ["The Long Arm is 1,870 paces long.", "It is a small town.",
                                       "There are three islands in the bay."])
 def test_measurements_and_pronouns_are_not_definitions(sentence):
