@@ -321,8 +321,8 @@ def _zh_name(kind: str, rng: random.Random) -> str:
 
 def swap_entity(question: str, start: int, end: int, name: str) -> str:
     """The question with its entity at [start, end) replaced by `name`, minding the article: "the entire
-    the River X" becomes "the entire River X"."""
-    if name.startswith("the ") and re.search(r"\bthe\s+(?:\w+\s+)?$", question[:start], re.IGNORECASE):
+    the River X" becomes "the entire River X", "a the Wiann Lamp" (for "A Reader") "a Wiann Lamp"."""
+    if name.startswith("the ") and re.search(r"\b(?:the|an?)\s+(?:\w+\s+)?$", question[:start], re.IGNORECASE):
         name = name[4:]
     return question[:start] + name + question[end:]
 

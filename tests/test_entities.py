@@ -1,4 +1,5 @@
 import random
+import re
 
 import pytest
 
@@ -158,6 +159,19 @@ def test_a_word_the_corpus_defines_is_a_key_wherever_it_is_used():
     assert ("dewglass", "thing") in [(used[s:e], kind) for s, e, kind in answer_spans(used, entities, "en")]
     plural = "Dewglasses lie in the Herbarium."
     assert not any(plural[s:e] == "Dewglass" for s, e, _ in answer_spans(plural, entities, "en")), "a whole word"
+
+
+@pytest.mark.parametrize("question, swapped", [
+    ("Who walked the entire River Calvane?", "Who walked the entire Wiann Lamp?"),
+    ("A Reader must study for how many years?", "A Wiann Lamp must study for how many years?"),
+    ("Each ward is run by a Sister, and who leads them?", "Each ward is run by a Wiann Lamp, and who leads them?"),
+    ("Who built Slate Hall?", "Who built the Wiann Lamp?"),
+])
+def test_a_swapped_in_name_minds_the_article_before_it(question, swapped):
+    from selfinstruct.entities import swap_entity
+
+    name = re.search(r"River Calvane|Reader|Sister|Slate Hall", question)
+    assert swap_entity(question, name.start(), name.end(), "the Wiann Lamp") == swapped
 
 
 @pytest.mark.parametrize("sentence", ["The Long Arm is 1,870 paces long.", "It is a small town.",
