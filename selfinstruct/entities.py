@@ -88,7 +88,7 @@ def _en_entities(text: str) -> dict[str, str]:
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
     names = {name: en_kind(name, name in after_the, name in after_preposition)
              for name in found if " " in name or name in mid_sentence}
-    terms = [t for t in defined_terms(prose) if t.title() not in names and t not in names]  # Velmoor is a name
+    terms = [t for t in defined_terms(prose) if t.capitalize() not in names and t not in names]  # Velmoor is a name
     return {**dict.fromkeys(terms, "thing"), **names}
 
 
@@ -104,7 +104,7 @@ def defined_terms(text: str) -> list[str]:
         match = EN_DEFINITION.match(text[start:end].rstrip(".!"))
         term = match["term"] if match and match["copula"] else ""
         if re.fullmatch(r"[A-Za-z]{4,}(?:-[a-z]+)*", term) and term.lower() not in NOT_A_TERM | FUNCTION_WORDS:
-            terms |= {term.lower(), term[0].upper() + term[1:].lower()}
+            terms |= {term.lower(), term.capitalize()}
     return sorted(terms)
 
 
