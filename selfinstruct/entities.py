@@ -9,6 +9,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from .corpus import split_sentences
+
 KINDS = ("person", "place", "org", "thing")  # entity kinds; answers may also be years, counts, definitions
 CAPWORD = r"[A-Z][a-z]+(?:['’][a-z]*|s['’])?(?:-[A-Za-z]+)*"
 # Words of one name stay on one line: a heading must not merge with the sentence below it.
@@ -88,7 +90,7 @@ def _en_entities(text: str) -> dict[str, str]:
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
     names = {name: en_kind(name, name in after_the, name in after_preposition)
              for name in found if " " in name or name in mid_sentence}
-    terms = [t for t in defined_terms(prose) if t.capitalize() not in names and t not in names]  # Velmoor is a name
+    terms = [t for t in defined_terms(prose) if t.capitalize() not in names]  # "Velmoor is a town": a name
     return {**dict.fromkeys(terms, "thing"), **names}
 
 
@@ -97,8 +99,6 @@ def defined_terms(text: str) -> list[str]:
     in both cases: things it has names for though they are not capitalised. Without them a sentence that uses
     one ("Ysolde Saldane invented the dewglass in 1747") is asked only about its people and years, and "What did
     Ysolde Saldane invent?" is never trained. One word (hyphens allowed), defined with "is"."""
-    from .corpus import split_sentences
-
     terms = set()
     for start, end in split_sentences(text):
         match = EN_DEFINITION.match(text[start:end].rstrip(".!"))
