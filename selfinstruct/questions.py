@@ -1,6 +1,7 @@
 """Questions and answers made from a fact's own sentence, without the model: the answer swapped for a question
 word (template), the sentence cut where the answer starts (cloze), the answer's own clause asked alone, wh-word
-first where the passive allows it (clause), and the key-first answer with its supporting clause. From a fact's
+first where the passive allows it (clause), a passive or relative clause asked from its other side in the active
+(reversed), and the key-first answer with its supporting clause. From a fact's
 accepted questions, two more: without trailing qualifiers (trimmed) and with a word swapped for a synonym
 (reworded). The model's questions (prompts.py) are pooled with these, and the same filters judge all."""
 
@@ -240,14 +241,59 @@ def described_question(sentence: str, start: int, end: int, kind: str, language:
     return normalize(question)
 
 
+PAST_OF = {participle: past for past, participle in IRREGULAR.items()} | {"laid": "laid", "lit": "lit", "set": "set"}
+ADVERB = r"(?P<adv>(?:first|also|later)\s)?"
+NAME = r"[A-Z][\w'’-]*(?:\s(?:of\s|de\s)?[A-Z][\w'’-]*){0,4}"
+# "The Lazaret was built in 1739 by [Lisbet Orrow]", "the Lazaret, a station built by [Lisbet Orrow]":
+# the answer is the agent.
+PASSIVE_AGENT = re.compile(rf"(?:^|(?<=\s))(?P<thing>(?:[Tt]he\s)?{NAME})(?:\s(?:was|were)|,(?:\s(?:a|an)\s[^,;]*?)?)"
+                           rf"\s{ADVERB}(?P<verb>[a-z]+ed|{'|'.join(PAST_OF)})(?P<particle>\s(?:out|up|down|off))?"
+                           rf"(?:\s(?:in|on|at|during)\s[^,]*?)?\sby\s(?:the\s(?:[a-z][\w'’-]*\s){{1,3}})?$")
+# "Varrance Tincture, a remedy against fevers that [Odile Varrance] first prepared": the answer does the verb.
+RELATIVE_AGENT = re.compile(rf"(?P<thing>(?:[Tt]he\s)?{NAME})(?:,\s(?:a|an|the)\s[^,;]*?)?\s(?:that|which|whom)\s$")
+RELATIVE_VERB = re.compile(rf"\s{ADVERB}(?P<verb>[a-z]+ed|{'|'.join(IRREGULAR)})\b")
+# "[Varrance Tincture], a remedy against fevers that Odile Varrance first prepared": the answer is its object.
+RELATIVE_OBJECT = re.compile(rf"(?:,\s(?:a|an|the)\s[^,;]*?)?\s(?:that|which)\s(?P<agent>{NAME})\s{ADVERB}"
+                             rf"(?P<verb>[a-z]+ed|{'|'.join(IRREGULAR)})\b")
+
+
+def other_side_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
+    """The short question from the other side of a relation the sentence states in the passive or in a relative
+    clause: "The Lazaret was built in 1739 by Lisbet Orrow" -> "Who built the Lazaret?"; "Varrance Tincture, a
+    remedy ... that Odile Varrance first prepared" -> "Who first prepared Varrance Tincture?" and "What was first
+    prepared by Odile Varrance?". People ask in the active voice, about the thing, in few words; the sentence's
+    other shapes keep its own order and length, so without this a fact is only known from its own side.
+    English only."""
+    if language != "en":
+        return None
+    before, after = sentence[:start], sentence[end:]
+    wh = {"person": "Who", "org": "Which organisation"}.get(kind)
+    if wh and (m := PASSIVE_AGENT.search(before)):
+        verb = PAST_OF.get(m["verb"], m["verb"])
+        question = f"{wh} {m['adv'] or ''}{verb}{m['particle'] or ''} {_inner(m['thing'])}?"
+    elif wh and (m := RELATIVE_AGENT.search(before)) and (v := RELATIVE_VERB.match(after)):
+        question = f"{wh} {v['adv'] or ''}{v['verb']} {_inner(m['thing'])}?"
+    elif kind in ("thing", "place", "org") and (m := RELATIVE_OBJECT.match(after)):
+        participle = IRREGULAR.get(m["verb"], m["verb"])
+        question = f"{IN_SITU['en'][kind].capitalize()} was {m['adv'] or ''}{participle} by {m['agent']}?"
+    else:
+        return None
+    thing = m["thing"] if "thing" in m.groupdict() else m["agent"]
+    if thing.split()[-1] in EN_FUNCTION or thing.split()[0] in EN_FUNCTION - {"The"}:
+        return None  # "In 1749 Ysolde Saldane": a time phrase ran into the name
+    return normalize(question)
+
+
 def template_questions(sentence: str, start: int, end: int, kind: str, language: str) -> dict[str, str | None]:
-    """The questions the sentence's own structure gives, by origin: the template question of the answer's
+    """The questions the sentence's own structure gives, by origin: the name asked for by its description
+    ("described"), the relation asked from its other side ("reversed"), the template question of the answer's
     clause alone ("clause"), the sentence cut where the answer starts ("cloze"), and the whole sentence with
     the answer swapped for a question word ("template"). In this order of preference, when a fact has more
     shapes than it keeps phrasings: the sentence with a hole reads least like what people ask."""
     template = template_question(sentence, start, end, kind, language)
     clause = clause_question(sentence, start, end, kind, language)
     return {"described": described_question(sentence, start, end, kind, language),
+            "reversed": other_side_question(sentence, start, end, kind, language),
             "clause": clause if clause != template else None,  # a one-clause sentence: the template asks it
             "cloze": cloze_question(sentence, start, language) if kind != "definition" else None,
             "template": template}

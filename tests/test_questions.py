@@ -8,6 +8,7 @@ from selfinstruct.filters import check_question
 from selfinstruct.questions import (
     described_question,
     key_first_answer,
+    other_side_question,
     reworded_question,
     template_question,
     template_questions,
@@ -64,6 +65,36 @@ def test_described_questions(sentence, key, kind, expected):
         assert check_question(expected, key, sentence, sentence) is None
 
 
+@pytest.mark.parametrize("sentence, key, kind, expected", [
+    # A passive's agent, asked for in the active, without the date and the rest of the sentence.
+    ("The Lazaret was built in 1739 by Lisbet Orrow, a former ship's surgeon.", "Lisbet Orrow", "person",
+     "Who built the Lazaret?"),
+    ("The Physic Garden of Quennock was laid out by Odile Varrance in 1712 on the slopes.", "Odile Varrance",
+     "person", "Who laid out the Physic Garden of Quennock?"),
+    ("The Lantern Glasshouse was designed by the instrument maker Casimir Dunmoor and finished in 1756.",
+     "Casimir Dunmoor", "person", "Who designed the Lantern Glasshouse?"),
+    ("The Herbarium of Quennock was begun in 1741 by Tobias Varrance.", "Tobias Varrance", "person",
+     "Who began the Herbarium of Quennock?"),
+    ("The Constant Tessel, a larger brig owned by the captain Hugo Merrivane, made the run.", "Hugo Merrivane",
+     "person", "Who owned the Constant Tessel?"),
+    # A relative clause, from either side.
+    ("Its flowers make Varrance Tincture, a remedy against fevers that Odile Varrance first prepared in 1718.",
+     "Odile Varrance", "person", "Who first prepared Varrance Tincture?"),
+    ("Its flowers make Varrance Tincture, a remedy against fevers that Odile Varrance first prepared in 1718.",
+     "Varrance Tincture", "thing", "What was first prepared by Odile Varrance?"),
+    # Nothing to reverse: an active sentence (its template already asks it so), a year, a lowercase thing.
+    ("Lisbet Orrow designed the smoking-rack in 1741.", "Lisbet Orrow", "person", None),
+    ("The Lazaret was built in 1739 by Lisbet Orrow.", "1739", "year", None),
+    ("Later the new tower built by Ferrant Oskel was lit.", "Ferrant Oskel", "person", None),
+])
+def test_other_side_questions(sentence, key, kind, expected):
+    start = sentence.index(key)
+    assert other_side_question(sentence, start, start + len(key), kind, "en") == expected
+    if expected:
+        assert check_question(expected, key, sentence, sentence) is None  # the filters let it through
+    assert other_side_question(sentence, start, start + len(key), kind, "zh") is None
+
+
 @pytest.mark.parametrize("sentence, key, kind, cloze, answer", [
     ("The Lantern Guild was founded in 1402 by Ilka Tamsell.", "Ilka Tamsell", "person",
      "Complete: The Lantern Guild was founded in 1402 by ...", "Ilka Tamsell. The Lantern Guild was founded in 1402 "
@@ -83,7 +114,7 @@ def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answe
     start = sentence.index(key)
     language = "zh" if "。" in sentence else "en"
     shapes = template_questions(sentence, start, start + len(key), kind, language)
-    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause", "described"}
+    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause", "described", "reversed"}
     assert key_first_answer(key, kind, sentence, start, start + len(key), language) == answer
     if cloze:
         assert check_question(cloze, key, sentence, sentence) is None  # a cloze passes the question filters
