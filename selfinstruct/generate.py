@@ -186,8 +186,8 @@ class QuestionWriter:
                                  self.sampling(c, fact.id, p, c)))
             for origin, question in questions.template_questions(fact.sentence, fact.key_start, fact.key_end,
                                                                  fact.kind, self.language).items():
-                candidates.append(Candidate(fact, 0, origin, question or "", question,
-                                            None if question else "unparseable"))
+                if question:  # a shape the sentence does not have is no reject (it was logged as unparseable)
+                    candidates.append(Candidate(fact, 0, origin, question, question))
         self.generate_and_parse(jobs)
         # A fact the model wrote nothing parseable for gets one retry, every job sampled with a fresh seed.
         failed = {c.fact.id for c, *_ in jobs} - {c.fact.id for c, *_ in jobs if c.question}
