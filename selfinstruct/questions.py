@@ -1,9 +1,9 @@
 """Questions and answers made from a fact's own sentence, without the model: the answer swapped for a question
 word (template), the sentence cut where the answer starts (cloze), the answer's own clause asked alone, wh-word
 first where the passive allows it (clause), a passive or relative clause asked from its other side in the active
-(reversed), and the key-first answer with its supporting clause. From a fact's
-accepted questions, two more: without trailing qualifiers (trimmed) and with a word swapped for a synonym
-(reworded). The model's questions (prompts.py) are pooled with these, and the same filters judge all."""
+(reversed), and the key-first answer with its supporting clause. From a fact's accepted questions, two more:
+without trailing qualifiers (trimmed) and with a word swapped for a synonym (reworded). The model's questions
+(prompts.py) are pooled with these, and the same filters judge all."""
 
 from __future__ import annotations
 
