@@ -249,12 +249,12 @@ NAME = r"[A-Z][\w'’-]*(?:\s(?:of\s|de\s)?[A-Z][\w'’-]*){0,4}"
 PASSIVE_AGENT = re.compile(rf"(?:^|(?<=\s))(?P<thing>(?:[Tt]he\s)?{NAME})(?:\s(?:was|were)|,(?:\s(?:a|an)\s[^,;]*?)?)"
                            rf"\s{ADVERB}(?P<verb>[a-z]+ed|{'|'.join(PAST_OF)})(?P<particle>\s(?:out|up|down|off))?"
                            rf"(?:\s(?:in|on|at|during)\s[^,]*?)?\sby\s(?:the\s(?:[a-z][\w'’-]*\s){{1,3}})?$")
+APPOSITIVE = r"(?:,\s(?:a|an|the)\s[^,;]*?)?"  # ", a remedy against fevers" between a name and its clause
 # "Varrance Tincture, a remedy against fevers that [Odile Varrance] first prepared": the answer does the verb.
-RELATIVE_AGENT = re.compile(rf"(?P<thing>(?:[Tt]he\s)?{NAME})(?:,\s(?:a|an|the)\s[^,;]*?)?\s(?:that|which|whom)\s$")
-RELATIVE_VERB = re.compile(rf"\s{ADVERB}(?P<verb>[a-z]+ed|{'|'.join(IRREGULAR)})\b")
+RELATIVE_AGENT = re.compile(rf"(?P<thing>(?:[Tt]he\s)?{NAME}){APPOSITIVE}\s(?:that|which|whom)\s$")
+RELATIVE_VERB = re.compile(rf"\s{ADVERB}{PAST}\b")
 # "[Varrance Tincture], a remedy against fevers that Odile Varrance first prepared": the answer is its object.
-RELATIVE_OBJECT = re.compile(rf"(?:,\s(?:a|an|the)\s[^,;]*?)?\s(?:that|which)\s(?P<agent>{NAME})\s{ADVERB}"
-                             rf"(?P<verb>[a-z]+ed|{'|'.join(IRREGULAR)})\b")
+RELATIVE_OBJECT = re.compile(rf"{APPOSITIVE}\s(?:that|which)\s(?P<agent>{NAME})\s{ADVERB}{PAST}\b")
 
 
 def other_side_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:

@@ -59,8 +59,13 @@ def test_template_questions(sentence, key, kind, expected):
     ("The Dunmoor still was first made in 1767, a year of plenty.", "1767", "year", None),
 ])
 def test_described_questions(sentence, key, kind, expected):
+    assert_asks(described_question, sentence, key, kind, expected)
+
+
+def assert_asks(make, sentence, key, kind, expected):
+    """`make` asks `expected` of the key in the sentence, and the question filters let that question through."""
     start = sentence.index(key)
-    assert described_question(sentence, start, start + len(key), kind, "en") == expected
+    assert make(sentence, start, start + len(key), kind, "en") == expected
     if expected:
         assert check_question(expected, key, sentence, sentence) is None
 
@@ -88,10 +93,8 @@ def test_described_questions(sentence, key, kind, expected):
     ("Later the new tower built by Ferrant Oskel was lit.", "Ferrant Oskel", "person", None),
 ])
 def test_other_side_questions(sentence, key, kind, expected):
+    assert_asks(other_side_question, sentence, key, kind, expected)
     start = sentence.index(key)
-    assert other_side_question(sentence, start, start + len(key), kind, "en") == expected
-    if expected:
-        assert check_question(expected, key, sentence, sentence) is None  # the filters let it through
     assert other_side_question(sentence, start, start + len(key), kind, "zh") is None
 
 
