@@ -193,6 +193,8 @@ class ProbeConfig:
     quantization: str = opt("nf4", "base weights on the transformers engine: nf4 or none")
     n_absent: int = opt(50, "probes about entities absent from the corpus")
     n_answerable: int = opt(50, "probes answerable from the corpus (half verbatim, half paraphrased)")
+    n_held_out: int = opt(50, "phrasings tune held out of facts it trained, unlike every trained question, asked "
+                          "too (a larger and fairer check of rephrasing than the model-written new phrasings)")
     questions: str | None = opt(None, "your own probe set: JSONL with question, answerable and optional answer")
     base: bool = opt(True, "also probe the base model with the same prompts")
     judge: bool = opt(False, "also ask the generator model to judge each answer (reported separately)")
@@ -206,7 +208,8 @@ class ProbeConfig:
     def __post_init__(self):
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
-        _check(self.n_absent >= 0 and self.n_answerable >= 0, "--n-absent and --n-answerable must be >= 0")
+        _check(min(self.n_absent, self.n_answerable, self.n_held_out) >= 0,
+               "--n-absent, --n-answerable and --n-held-out must be >= 0")
         _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "--batch-size and --max-new-tokens must be >= 1")
         if self.fail_above is not None:
             _check_share("fail_above", self.fail_above)

@@ -41,8 +41,8 @@ INVENTED_QUESTIONS = {
 @dataclass
 class Probe:
     id: str
-    kind: str  # absent | answerable | user
-    origin: str  # swapped | invented | verbatim | paraphrase | user
+    kind: str  # absent | answerable | held_out | user
+    origin: str  # swapped | invented | false_premise | verbatim | paraphrase | held_out | user
     question: str
     reference: str | None = None  # the answer the corpus gives
     key: str | None = None  # the name or number a right answer must hold
@@ -50,6 +50,7 @@ class Probe:
     entity: str | None = None
     absence: dict | None = None
     derived_from: str | None = None
+    shape: str | None = None  # a held-out phrasing's origin in generate: model, clause, cloze, template ...
     results: dict = field(default_factory=dict)  # model -> {answer, verdict, f1, exact}
 
 
@@ -122,6 +123,26 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
     chosen = rng.sample(train_pairs, min(n, len(train_pairs)))
     return [Probe(f"verbatim-{i}", "answerable", "verbatim", p["question"], p["answer"], p.get("key"),
                   derived_from=p["id"]) for i, p in enumerate(chosen)]
+
+
+def held_out_probes(pairs, held_ids, train_pairs, n, rng) -> list[Probe]:
+    """Phrasings tune held out (never trained) of facts it trained in other words, unlike every trained question
+    (3-gram Jaccard under 0.5, the bar new phrasings pass): "Which organisation set aside a bed for the poor?"
+    held out, "Complete: The Orders set aside ..." trained. Generate's filters and round trip passed them, so
+    each can be answered from its sentence, which the model-written new phrasings often cannot (README); and
+    there are dozens, not a score. Eval loss picked tune's checkpoint on them, and the gate was calibrated on
+    them, so the raw tuned model's key accuracy is the fair reading, the gated one is not. Most are the
+    sentence's own words reshaped (cloze, template, reworded); the model-written ones (`shape` "model") are the
+    ones in other words, and the report gives them a row of their own."""
+    trained = filters.NearDuplicates(0.5)
+    for p in train_pairs:
+        trained.add(p["question"])
+    facts = {p.get("fact_id") for p in train_pairs}
+    candidates = [p for p in pairs if p["id"] in held_ids and p["answerable"] and p.get("key")
+                  and p.get("fact_id") in facts and not trained.find(p["question"])]
+    chosen = rng.sample(candidates, min(n, len(candidates)))
+    return [Probe(f"held-out-{i}", "held_out", "held_out", p["question"], p["answer"], p["key"],
+                  derived_from=p["id"], shape=p.get("origin")) for i, p in enumerate(chosen)]
 
 
 # A new phrasing asks who, where, when or how many. The small writer turns the "What" and "Which" stems of a
@@ -298,9 +319,10 @@ def run(config) -> int:
     with generator.base_only():
         probes += paraphrase_probes(generator, train_pairs, corpus.text, language, entities,
                                     config.n_answerable // 2, config.seed)
+    probes += held_out_probes(pairs, held_ids, train_pairs, config.n_held_out, rng)
     probes += user
     if not probes:
-        raise UserError("the probe set is empty: raise --n-absent/--n-answerable or pass --questions")
+        raise UserError("the probe set is empty: raise --n-absent/--n-answerable/--n-held-out or pass --questions")
 
     system = manifest.system_prompt
     models = ["base", "tuned"] if config.base else ["tuned"]
@@ -357,7 +379,8 @@ def apply_gate(generator, probes: list[Probe], texts: list[str], adapter_dir: Pa
         refused, names = decision(gate, score, p.question)
         gated = judge(p, refusal) if refused else dict(p.results["tuned"])
         p.results["gated"] = {**gated, "gate_score": score, "gate_refused": refused, "unknown_names": names}
-    known = [p.answerable and p.results["tuned"]["outcome"] == "right" for p in probes]
+    # The gate was calibrated on the held-out phrasings: they stay out of its AUROC.
+    known = [p.kind != "held_out" and p.answerable and p.results["tuned"]["outcome"] == "right" for p in probes]
     absent = [not p.answerable for p in probes]
     gate["probe_auroc"] = {name: auroc([v for v, k in zip(values, known, strict=True) if k],
                                        [v for v, a in zip(values, absent, strict=True) if a])

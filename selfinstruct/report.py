@@ -13,6 +13,8 @@ CHART = [("right_rate", "right (answerable)"), ("refusal_rate", "refused (absent
          ("over_refusal_rate", "over-refusal")]
 ROWS = [("key_accuracy", "key accuracy: the answer holds the key (answerable)"),
         ("paraphrase_key_accuracy", "key accuracy, new phrasings"),
+        ("held_out_key_accuracy", "key accuracy, held-out phrasings of trained facts"),
+        ("held_out_model_key_accuracy", "... of them written by the model"),
         ("verbatim_key_accuracy", "key accuracy, training questions verbatim"),
         ("right_rate", "right (answerable; higher is better)"),
         ("refusal_rate", "refusal rate (absent; higher is better)"),
@@ -53,6 +55,8 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
     results = [p["results"][model] for p in answerable]
     judged_answerable = [r for r in results if r.get("outcome")]  # a user's question without a key has none
     judged_all = [r for r in absent + results if r.get("outcome")]
+    # Held-out phrasings chose tune's checkpoint and calibrated the gate: scored apart, never in the headline rates.
+    held_out = [p for p in probes if p["kind"] == "held_out"] if "answerable" in kinds else []
 
     def by_origin(origin, key):
         return _mean([p["results"][model].get(key) for p in answerable if p["origin"] == origin])
@@ -69,6 +73,9 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
            "key_accuracy": _mean([r.get("key_match") for r in results]),
            "verbatim_key_accuracy": by_origin("verbatim", "key_match"),
            "paraphrase_key_accuracy": by_origin("paraphrase", "key_match"),
+           "held_out_key_accuracy": _mean([p["results"][model].get("key_match") for p in held_out]),
+           "held_out_model_key_accuracy": _mean([p["results"][model].get("key_match") for p in held_out
+                                                 if p.get("shape") == "model"]),
            "right_rate": _share(judged_answerable, "outcome", "right"),
            "wrong_rate": _share(judged_all, "outcome", "wrong")}
     counts = {"right_rate": len(judged_answerable), "refusal_rate": len(absent), "wrong_rate": len(judged_all)}
@@ -84,8 +91,8 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
                                                                     "refused"),
                                  "right": _share([p["results"][model] for p in rows], "outcome", "right"),
                                  "key_accuracy": _mean([p["results"][model].get("key_match") for p in rows])}
-                        for origin in sorted({p["origin"] for p in mine})
-                        for rows in [[p for p in mine if p["origin"] == origin]]}
+                        for origin in sorted({p["origin"] for p in mine + held_out})
+                        for rows in [[p for p in mine + held_out if p["origin"] == origin]]}
     said_refusal = [r.get("judge") for r in absent if r.get("judge") is not None]
     said_right = [r.get("judge") for r in results if r.get("judge") is not None]
     if said_refusal or said_right:  # --judge: the generator model's own verdicts, beside the rule-based ones

@@ -7,7 +7,7 @@ from selfinstruct.cli import main
 from selfinstruct.entities import corpus_entities
 from selfinstruct.filters import asks_one_fact
 from selfinstruct.negatives import name_share
-from selfinstruct.probe import Probe, absent_probes, is_refusal, judge, paraphrase_probes
+from selfinstruct.probe import Probe, absent_probes, held_out_probes, is_refusal, judge, paraphrase_probes
 from selfinstruct.report import interval_line, metrics, wilson, write
 
 from .conftest import SAMPLE_EN, SAMPLE_ZH, FakeGenerator
@@ -230,6 +230,40 @@ def test_chinese_run_gets_chinese_probes(tmp_path, tiny_model, fake_engine, monk
     absent = [p for p in probes if p["kind"] == "absent"]
     assert all(p["question"].endswith("？") or p["question"].startswith("补全：") for p in absent)  # or a cloze
     assert all(p["results"]["tuned"]["verdict"] == "refused" for p in absent)
+
+
+def test_held_out_probes_ask_untrained_phrasings_of_trained_facts_unlike_any_trained_question():
+    def pair(id, fact, question, key="Lisbet Orrow", answerable=True):
+        return {"id": id, "fact_id": fact, "question": question, "answer": f"{key}. She built it.", "key": key,
+                "answerable": answerable, "origin": "model"}
+
+    trained = [pair("f1-q0", "f1", "Who built the Lazaret?"),
+               pair("f2-q0", "f2", "Complete: The Lazaret has ...", key="thirty cells")]
+    held = [pair("f1-q1", "f1", "Which person designed and built the quarantine station?"),  # fair: asked
+            pair("f1-q2", "f1", "Who built the Lazaret ?"),  # a near-twin of a trained question: verbatim, not new
+            pair("f3-q0", "f3", "Who sailed the Greylag Maid?", key="Hugo Merrivane"),  # its fact was never trained
+            pair("f1-q3", "f1", "Who built the Lazaret of Skellow?", key=None),  # no key to score
+            pair("r-1", None, "Who built the Harrow Lamp?", answerable=False)]
+    pairs = trained + held
+    probes = held_out_probes(pairs, {p["id"] for p in held}, trained, 10, random.Random(0))
+    assert [(p.question, p.kind, p.key, p.derived_from, p.shape) for p in probes] == [
+        ("Which person designed and built the quarantine station?", "held_out", "Lisbet Orrow", "f1-q1", "model")]
+    assert held_out_probes(pairs, {p["id"] for p in held}, trained, 0, random.Random(0)) == []
+
+
+def test_held_out_phrasings_are_scored_apart_and_the_model_written_ones_again():
+    def held(shape, key_match):
+        return {"kind": "held_out", "origin": "held_out", "shape": shape, "answerable": True,
+                "results": {"tuned": {"outcome": "right" if key_match else "wrong", "key_match": key_match}}}
+
+    verbatim = {**held(None, True), "kind": "answerable", "origin": "verbatim"}
+    summary = metrics([held("model", True), held("cloze", False), held("model", True), held("template", False),
+                       verbatim], "tuned")
+    assert summary["held_out_key_accuracy"] == 0.5 and summary["held_out_model_key_accuracy"] == 1.0
+    # the gate was calibrated on them: they stay out of the headline rates
+    assert (summary["n_answerable"], summary["key_accuracy"], summary["right_rate"]) == (1, 1.0, 1.0)
+    assert summary["by_origin"]["held_out"]["n"] == 4
+    assert metrics([held("cloze", True), verbatim], "tuned")["held_out_model_key_accuracy"] is None
 
 
 def test_bad_probe_inputs_are_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):
