@@ -63,8 +63,8 @@ def run_row(target: Path, row: str, seed: int, questions: Path, tune_flags: list
     subprocess.run([*cli, "tune", "--run", str(target), "--seed", str(seed), *texts, *tune_flags], check=True)
     # probe loads the base as tune trained on it: the same --quantization
     quantization = tune_flags[tune_flags.index("--quantization"):][:2] if "--quantization" in tune_flags else []
-    subprocess.run([*cli, "probe", "--run", str(target), "--questions", str(questions), "--no-base", *quantization],
-                   check=True)
+    subprocess.run([*cli, "probe", "--run", str(target), "--questions", str(questions), "--no-base", "--n-held-out",
+                    "0", *quantization], check=True)  # the table reads no held-out phrasings
     report = read_json(target / "probe" / "report.json")
     trained = read_json(target / "adapter" / "train_metrics.json")
     tuned, hand = report["tuned"], report["user"]["tuned"]

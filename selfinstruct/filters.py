@@ -174,8 +174,8 @@ def counts_its_key(question: str, key: str) -> bool:
 
 def _stem(word: str) -> str:
     """"beds" is "bed" and "begun" is "began": "Who began the Herbarium?" asks what "was begun by" told."""
-    word = PAST_OF.get(word, word)
-    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+    word = word[:-1] if len(word) > 3 and word.endswith("s") else word
+    return PAST_OF.get(word, word)
 
 
 def check_answer(answer: str, window: str, min_support: float) -> tuple[str | None, float]:
@@ -246,9 +246,9 @@ def shingles(text: str) -> set[tuple[str, ...]]:
 
 class NearDuplicates:
     """Every question kept so far in the run; a new one at least `threshold` Jaccard-similar to any is a
-    near-duplicate, unless the two ask for different keys and one names the other's: "Who built the Lazaret in
-    1739?" (Lisbet Orrow) and "When did Lisbet Orrow build the Lazaret?" (1739) share most words but ask two
-    facts. Linear scan: a run holds thousands of questions, not millions."""
+    near-duplicate, unless the two ask for different keys and one names the other's: "Complete: Orric Velm
+    settled at the Twinwater in the year ..." (1041) and "... in the year 1041 with ..." (eleven families) share
+    most 3-grams but ask two facts. Linear scan: a run holds thousands of questions, not millions."""
 
     def __init__(self, threshold: float):
         self.threshold = threshold

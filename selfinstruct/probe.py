@@ -128,16 +128,16 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
 def held_out_probes(pairs, held_ids, train_pairs, n, rng) -> list[Probe]:
     """Phrasings tune held out (never trained) of facts it trained in other words, unlike every trained question
     (3-gram Jaccard under 0.5, the bar new phrasings pass): "Which organisation set aside a bed for the poor?"
-    held out, "Complete: The Orders set aside ..." trained. Generate's filters and round trip passed them, so
-    each can be answered from its sentence, which the model-written new phrasings often cannot (README); and
-    there are dozens, not a score. Eval loss picked tune's checkpoint on them, and the gate was calibrated on
-    them, so the raw tuned model's key accuracy is the fair reading, the gated one is not. Most are the
-    sentence's own words reshaped (cloze, template, reworded); the model-written ones (`shape` "model") are the
-    ones in other words, and the report gives them a row of their own."""
+    held out, "Complete: The Orders set aside ..." trained. Generate's filters (and, for the model's, its round
+    trip) passed them, so each can be answered from its sentence, which the model-written new phrasings often
+    cannot (README); and there are dozens, not a score. Eval loss picked tune's checkpoint on them, and the gate
+    was calibrated on them, so the raw tuned model's key accuracy is the fair reading, the gated one is not.
+    Most are the sentence's own words reshaped (cloze, template, reworded); the model-written ones (`shape`
+    "model") are the ones in other words, and the report gives them a row of their own."""
     trained = filters.NearDuplicates(0.5)
     for p in train_pairs:
         trained.add(p["question"])
-    facts = {p.get("fact_id") for p in train_pairs}
+    facts = {p["fact_id"] for p in train_pairs if p.get("fact_id")}
     candidates = [p for p in pairs if p["id"] in held_ids and p["answerable"] and p.get("key")
                   and p.get("fact_id") in facts and not trained.find(p["question"])]
     chosen = rng.sample(candidates, min(n, len(candidates)))

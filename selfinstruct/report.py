@@ -195,10 +195,10 @@ def markdown(summary: dict, models: list[str]) -> str:
 def risk_coverage(probes: list[dict]) -> list[tuple[float, float, float]]:
     """(threshold, share of probes answered, share of those answers right) for every gate threshold: the
     tuned model's answers kept where their gate score is at least the threshold (and the name check let the
-    question through: it refuses at every threshold)."""
+    question through: it refuses at every threshold). The held-out phrasings calibrated the gate: left out."""
     rows = sorted(((p["results"]["gated"]["gate_score"], p["results"]["tuned"].get("outcome"),
                     bool(p["results"]["gated"].get("unknown_names")))
-                   for p in probes if "gated" in p["results"]), reverse=True)
+                   for p in probes if "gated" in p["results"] and p["kind"] != "held_out"), reverse=True)
     points, answered, right = [], 0, 0
     for score, outcome, named_absent in rows:
         if outcome in ("right", "wrong") and not named_absent:
@@ -264,8 +264,8 @@ def llm_judge(generator, probes, models: list[str], language: str) -> None:
     jobs = []
     same, refuses = JUDGE_ASK[language]
     for p in probes:
-        if p.answerable and not p.reference:
-            continue  # nothing to compare with, and a refusal verdict would be read as "right"
+        if p.answerable and not p.reference or p.kind == "held_out":
+            continue  # nothing to compare with (a refusal verdict would be read as "right"), or not reported
         for model in models:
             result = p.results[model]
             ask = (same.format(q=p.question, ref=p.reference, a=result["answer"]) if p.answerable

@@ -244,11 +244,33 @@ def test_held_out_probes_ask_untrained_phrasings_of_trained_facts_unlike_any_tra
             pair("f3-q0", "f3", "Who sailed the Greylag Maid?", key="Hugo Merrivane"),  # its fact was never trained
             pair("f1-q3", "f1", "Who built the Lazaret of Skellow?", key=None),  # no key to score
             pair("r-1", None, "Who built the Harrow Lamp?", answerable=False)]
-    pairs = trained + held
+    unheld = pair("f1-q4", "f1", "Which healer raised the island's quarantine station?")  # left out by review, say
+    pairs = trained + held + [unheld]
     probes = held_out_probes(pairs, {p["id"] for p in held}, trained, 10, random.Random(0))
     assert [(p.question, p.kind, p.key, p.derived_from, p.shape) for p in probes] == [
         ("Which person designed and built the quarantine station?", "held_out", "Lisbet Orrow", "f1-q1", "model")]
     assert held_out_probes(pairs, {p["id"] for p in held}, trained, 0, random.Random(0)) == []
+
+
+def test_a_probe_run_asks_the_held_out_phrasings_and_reports_them_apart(tmp_path, tiny_model, fake_engine,
+                                                                      monkeypatch):
+    import tests.conftest as conftest
+
+    run = make_run(tmp_path, tiny_model)
+    pairs = [json.loads(line) for line in (run / "qa.jsonl").read_text().splitlines()]
+    held = [p["id"] for p in pairs if p["answerable"] and p["id"].endswith("-q1")]  # tune's split by phrasing
+    (run / "adapter" / "train_metrics.json").write_text(json.dumps({"base_model": {"spec": str(tiny_model)},
+                                                                   "eval_windows": [], "eval_ids": held}))
+    monkeypatch.setattr(conftest, "scripted_reply", probe_replies("It was built in 1234 by a brewer."))
+    assert main(["probe", "--run", str(run), "--n-absent", "4", "--n-answerable", "2", "--n-held-out", "5"]) == 0
+    probes = [json.loads(line) for line in (run / "probe" / "probes.jsonl").read_text().splitlines()]
+    asked = [p for p in probes if p["kind"] == "held_out"]
+    assert asked and all(p["derived_from"] in held and p["shape"] for p in asked)
+    report = json.loads((run / "probe" / "report.json").read_text())
+    assert report["tuned"]["by_origin"]["held_out"]["n"] == len(asked)
+    assert report["tuned"]["n_answerable"] == sum(p["kind"] == "answerable" for p in probes)  # apart from these
+    assert report["tuned"]["held_out_key_accuracy"] == 0.0
+    assert "held-out phrasings" in (run / "probe" / "report.md").read_text()
 
 
 def test_held_out_phrasings_are_scored_apart_and_the_model_written_ones_again():
