@@ -23,12 +23,6 @@ CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 PASSAGE_REFERENCE = re.compile(
     r"\b(?:the|this|that|given|above|following)\s+(?:passage|context|text|sentence|paragraph|statement|article|"
     r"excerpt|document|story|extract)\b|文中|本文|上文|这段|该段|文章中|材料中|段落|句子中", re.IGNORECASE)
-# Irregular pasts, each with its participle (for the passive); a regular past ends in -ed and is its own.
-# Questions reshapes sentences with them; the filters read "begun" and "began" as one word.
-IRREGULAR = dict(pair.split(":") for pair in """built:built found:found made:made held:held led:led kept:kept
-took:taken gave:given wrote:written drew:drawn chose:chosen began:begun won:won sold:sold paid:paid taught:taught
-brought:brought ran:run grew:grown""".split())
-PAST_OF = {participle: past for past, participle in IRREGULAR.items()} | {"laid": "laid", "lit": "lit", "set": "set"}
 
 
 COMPOUND_NUMBER = re.compile(r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)[- ](one|two|three|four|five|"
@@ -118,7 +112,7 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "question_length"
     if PASSAGE_REFERENCE.search(question):
         return "refers_to_passage"
-    if names_key(question, key):
+    if mentions(question, key) or numbers(key) & numbers(question):
         return "answer_in_question"
     if not grounded_names(question, window):
         return "question_ungrounded"  # it names something the window does not: an invented premise
@@ -173,9 +167,7 @@ def counts_its_key(question: str, key: str) -> bool:
 
 
 def _stem(word: str) -> str:
-    """"beds" is "bed" and "begun" is "began": "Who began the Herbarium?" asks what "was begun by" told."""
-    word = word[:-1] if len(word) > 3 and word.endswith("s") else word
-    return PAST_OF.get(word, word)
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
 def check_answer(answer: str, window: str, min_support: float) -> tuple[str | None, float]:
@@ -187,11 +179,6 @@ def check_answer(answer: str, window: str, min_support: float) -> tuple[str | No
     if score < min_support:
         return "ungrounded", score
     return None, score
-
-
-def names_key(text: str, key: str) -> bool:
-    """The text says the key: its words, or one of its numbers in any spelling."""
-    return mentions(text, key) or bool(numbers(key) & numbers(text))
 
 
 def mentions(text: str, key: str) -> bool:
@@ -246,27 +233,18 @@ def shingles(text: str) -> set[tuple[str, ...]]:
 
 class NearDuplicates:
     """Every question kept so far in the run; a new one at least `threshold` Jaccard-similar to any is a
-    near-duplicate, unless the two ask for different keys and one names the other's: "Complete: Orric Velm
-    settled at the Twinwater in the year ..." (1041) and "... in the year 1041 with ..." (eleven families) share
-    most 3-grams but ask two facts. Linear scan: a run holds thousands of questions, not millions."""
+    near-duplicate. Linear scan: a run holds thousands of questions, not millions."""
 
     def __init__(self, threshold: float):
         self.threshold = threshold
-        self.kept: list[tuple[str, set, str | None]] = []
+        self.kept: list[tuple[str, set]] = []
 
-    def find(self, question: str, key: str | None = None) -> str | None:
+    def find(self, question: str) -> str | None:
         grams = shingles(question)
-        for other, other_grams, other_key in self.kept:
-            if (len(grams & other_grams) / len(grams | other_grams) >= self.threshold
-                    and not _asks_elsewhere(question, key, other, other_key)):
+        for other, other_grams in self.kept:
+            if len(grams & other_grams) / len(grams | other_grams) >= self.threshold:
                 return other
         return None
 
-    def add(self, question: str, key: str | None = None) -> None:
-        self.kept.append((question, shingles(question), key))
-
-
-def _asks_elsewhere(question: str, key: str | None, other: str, other_key: str | None) -> bool:
-    """One question names the other's key, so the two ask different facts (neither names its own key: the
-    answer_in_question check rejected that)."""
-    return bool(key and other_key) and (names_key(question, other_key) or names_key(other, key))
+    def add(self, question: str) -> None:
+        self.kept.append((question, shingles(question)))

@@ -271,12 +271,12 @@ class Pipeline:
             problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
             kept = 0
             for c in interleave_origins([c for c in candidates if c.fact is fact and not c.reason]):
-                twin = self.run.duplicates.find(c.question, fact.key)
+                twin = self.run.duplicates.find(c.question)
                 if problem or twin or kept == self.config.phrasings:
                     c.reason = problem or ("duplicate" if twin else "surplus_phrasing")
                     c.detail = {"duplicate_of": twin} if twin else {}
                     continue
-                self.run.duplicates.add(c.question, fact.key)
+                self.run.duplicates.add(c.question)
                 records.append(self.record(f"{fact.id}-q{kept}", fact.window, c.question, answer, True, score,
                                            fact_id=fact.id, evidence=[fact.start, fact.end], kind=fact.kind,
                                            key=fact.key, origin=c.origin, roundtrip=c.reply))

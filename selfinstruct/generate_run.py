@@ -101,7 +101,7 @@ class GenerateRun:
                 record = json.loads(line)
                 self.count([record])
                 if record["answerable"]:
-                    self.duplicates.add(record["question"], record.get("key"))
+                    self.duplicates.add(record["question"])
                 else:
                     self.used_names.add(record["entity"])
 

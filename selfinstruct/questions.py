@@ -11,7 +11,7 @@ import re
 
 from .corpus import SENTENCE_ENDINGS, normalize
 from .entities import EN_COUNT, EN_FUNCTION, definition
-from .filters import CJK_CHAR, IRREGULAR, PAST_OF
+from .filters import CJK_CHAR
 
 IN_SITU = {  # what replaces the answer inside the sentence for a template question
     "en": {"person": "who", "place": "which place", "org": "which organisation", "thing": "what",
@@ -66,6 +66,10 @@ def cloze_question(sentence: str, start: int, language: str) -> str | None:
 
 NO_SUBJECT = {"which", "who", "whom", "whose", "where", "when", "it", "its", "he", "his", "she", "her", "they",
               "their", "this", "that", "these", "those", "there", "each", "both"}
+# Irregular pasts, each with its participle (for the passive); a regular past ends in -ed and is its own.
+IRREGULAR = dict(pair.split(":") for pair in """built:built found:found made:made held:held led:led kept:kept
+took:taken gave:given wrote:written drew:drawn chose:chosen began:begun won:won sold:sold paid:paid taught:taught
+brought:brought ran:run grew:grown""".split())
 FINITE_VERBS = set(IRREGULAR) | set("""is was are were has had have lies lay stands stood meets met runs holds keeps
 makes becomes became leads rose fell left came went""".split())
 TIME_PHRASE = re.compile(r"(?i)^(?:in|by|on|after|before|during|from|until)\s[^,]*?\b\d{3,4},?\s+")
@@ -237,6 +241,7 @@ def described_question(sentence: str, start: int, end: int, kind: str, language:
     return normalize(question)
 
 
+PAST_OF = {participle: past for past, participle in IRREGULAR.items()} | {"laid": "laid", "lit": "lit", "set": "set"}
 ADVERB = r"(?P<adv>(?:first|also|later)\s)?"
 NAME = r"[A-Z][\w'’-]*(?:\s(?:of\s|de\s)?[A-Z][\w'’-]*){0,4}"
 # "The Lazaret was built in 1739 by [Lisbet Orrow]", "the Lazaret, a station built by [Lisbet Orrow]":
