@@ -1,8 +1,8 @@
 """The confidence gate: a score per question from the tuned model, a threshold calibrated at the end of `tune`
-on data of the run itself (held-out phrasings of trained facts against hard negatives; probe asks those phrasings
-too, as kind `held_out`, scored apart and kept out of its AUROC), and
-`adapter/gate.json`. Where the tuned model answers (probe, and later ask/serve), a question scoring under the
-threshold gets the refusal instead of the model's answer.
+on data of the run itself (held-out phrasings of trained facts against hard negatives; probe asks those
+phrasings too, as kind `held_out`, scored apart and kept out of its AUROC), and `adapter/gate.json`. Where the
+tuned model answers (probe, and later ask/serve), a question scoring under the threshold gets the refusal
+instead of the model's answer.
 
 Signals (each also computed with the adapter off, as the base-model control: a signal the base model has as
 well tracks how odd a question looks, not what the tuned model knows):
@@ -182,10 +182,10 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     are the known ones) and hard negatives of the calibration share (recombined and real-world names, false
     premises, held-out refusal pairs); each signal is scored with the adapter on and off; the best signal and
     its threshold go into gate.json. Of what probe asks only the held-out phrasings (kind `held_out`, apart
-    from its rates) are here. Also returns one row per
-    calibration question (its answer, label and scores), so a person can see what the gate was fitted on and
-    another threshold rule can be tried without training again. With `name_check`, the corpus's names go into
-    gate.json too, and a question naming anything else is refused whatever its score."""
+    from its rates) are here. Also returns one row per calibration question (its answer, label and scores), so
+    a person can see what the gate was fitted on and another threshold rule can be tried without training
+    again. With `name_check`, the corpus's names go into gate.json too, and a question naming anything else is
+    refused whatever its score."""
     import random
 
     from .backends.hf import HFGenerator

@@ -129,9 +129,9 @@ def held_out_probes(pairs, held_ids, train_pairs, n, rng) -> list[Probe]:
     """Phrasings tune held out (never trained) of facts it trained in other words, unlike every trained question
     (3-gram Jaccard under 0.5, the bar new phrasings pass): "Which organisation set aside a bed for the poor?"
     held out, "Complete: The Orders set aside ..." trained. Generate's filters (and, for the model's, its round
-    trip) passed them, so each can be answered from its sentence, which the model-written new phrasings often
-    cannot (README); and there are dozens, not a score. Eval loss picked tune's checkpoint on them, and the gate
-    was calibrated on them, so the raw tuned model's key accuracy is the fair reading, the gated one is not.
+    trip) passed them, so each can be answered from its sentence, which probe's own new phrasings often cannot
+    (README); and there are dozens, not a score. Eval loss picked tune's checkpoint on them, and the gate was
+    calibrated on them, so the raw tuned model's key accuracy is the fair reading, the gated one is not.
     Most are the sentence's own words reshaped (cloze, template, reworded); the model-written ones (`shape`
     "model") are the ones in other words, and the report gives them a row of their own."""
     trained = filters.NearDuplicates(0.5)
