@@ -125,6 +125,14 @@ def verbatim_probes(train_pairs, n, rng) -> list[Probe]:
                   derived_from=p["id"]) for i, p in enumerate(chosen)]
 
 
+def trained_questions(train_pairs) -> filters.NearDuplicates:
+    """Every trained question, against which a new or held-out phrasing must be new: 3-gram Jaccard under 0.5."""
+    trained = filters.NearDuplicates(0.5)
+    for p in train_pairs:
+        trained.add(p["question"])
+    return trained
+
+
 def held_out_probes(pairs, held_ids, train_pairs, n, rng) -> list[Probe]:
     """Phrasings tune held out (never trained) of facts it trained in other words, unlike every trained question
     (3-gram Jaccard under 0.5, the bar new phrasings pass): "Which organisation set aside a bed for the poor?"
@@ -134,9 +142,7 @@ def held_out_probes(pairs, held_ids, train_pairs, n, rng) -> list[Probe]:
     calibrated on them, so the raw tuned model's key accuracy is the fair reading, the gated one is not.
     Most are the sentence's own words reshaped (cloze, template, reworded); the model-written ones (`shape`
     "model") are the ones in other words, and the report gives them a row of their own."""
-    trained = filters.NearDuplicates(0.5)
-    for p in train_pairs:
-        trained.add(p["question"])
+    trained = trained_questions(train_pairs)
     facts = {p["fact_id"] for p in train_pairs if p.get("fact_id")}
     candidates = [p for p in pairs if p["id"] in held_ids and p["answerable"] and p.get("key")
                   and p.get("fact_id") in facts and not trained.find(p["question"])]
@@ -159,9 +165,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     another fact's probe (one question, two answers)."""
     from tqdm import tqdm
 
-    trained = filters.NearDuplicates(0.5)
-    for p in train_pairs:
-        trained.add(p["question"])
+    trained = trained_questions(train_pairs)
     named = {p["id"]: anchors(p, corpus_text, entities) for p in train_pairs
              if p.get("key") and p.get("evidence") and p.get("kind") in PHRASED_KINDS}
     facts: dict[str, list[dict]] = {}
