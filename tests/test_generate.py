@@ -260,8 +260,10 @@ def test_bad_corpus_via_the_cli_is_one_line_and_exit_2(tmp_path, content):
 def test_real_generate_with_the_embedded_model(tmp_path, backend):
     if backend == "vllm":
         pytest.importorskip("vllm")
+    # One sample a started question: what this checks is the engine and the filters, and the default's three
+    # samples tripled this test's time (the end-to-end test runs the defaults).
     result = subprocess.run([sys.executable, "-m", "selfinstruct", "generate", str(SAMPLE_EN), "--max-windows", "2",
-                             "--backend", backend, "--out", str(tmp_path / "run")],
+                             "--backend", backend, "--out", str(tmp_path / "run"), "--candidates", "1"],
                             capture_output=True, text=True, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
