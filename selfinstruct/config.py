@@ -64,10 +64,11 @@ class GenerateConfig:
                          "On make eval, seeds 0 and 1, 7 against 5: hand-written 0.50 and 0.58 against 0.57 "
                          "and 0.53 (that seed 1 before offices were typed as things), own new phrasings 0.68 "
                          "and 0.61 against 0.56 and 0.65; within noise; README)")
-    candidates: int = opt(3, "model samples per started question, the first greedy and the rest sampled; every one "
-                          "the filters pass is kept (make eval, seed 0, 3 against 1: 297 model-written training "
-                          "questions against 145, own new phrasings 0.82 against 0.63, hand-written 0.67 / 0.62 "
-                          "gated against 0.65 / 0.52, but raw absent refused 0.45 against 0.55; README)")
+    candidates: int = opt(3, "model samples per started question, the first greedy and the rest sampled; each the "
+                          "filters pass is kept, up to --phrasings a fact (make eval, seed 0, 3 against 1: 297 "
+                          "model-written training questions against 145, own new phrasings 0.82 against 0.63, "
+                          "hand-written 0.67 / 0.62 gated against 0.65 / 0.52, but raw absent refused 0.45 against "
+                          "0.55; README)")
     rewrites: int = opt(8, "restatements of each window (its sentences regrouped around each entity) written to "
                         "texts.jsonl for tune's text mix (4 against 1 on make eval's corpus: hand-written key "
                         "accuracy 0.23 vs 0.12 in bf16; 8 against 4, paired over 3 seeds: the gate refused 0.20 vs "
