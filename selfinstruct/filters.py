@@ -98,6 +98,9 @@ def support(answer: str, window: str) -> float:
 VAGUE = re.compile(r"\b(?:this|that|these|those|it)\s*[?？]$|\b(?:is|was|are|were|did|does|do)\s+(?:it|this|that|"
                    r"they|these|those)\b|这是|那是", re.IGNORECASE)
 WH_WORDS = set("what which who whom whose where when why how name many much year place person".split())
+# "it" or "them" as the object of a verb ("... founded it in 1723?"): the question must name what it stands for.
+OBJECT_PRONOUN = re.compile(r"\b(?:it|them)(?=\s+(?:in|on|at|for|from|to|with|by|after|before|during|into|and|or)\b"
+                            r"|\s*[,?？])", re.IGNORECASE)
 
 
 def check_question(question: str | None, key: str, evidence: str, window: str) -> str | None:
@@ -116,8 +119,8 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "answer_in_question"
     if not grounded_names(question, window):
         return "question_ungrounded"  # it names something the window does not: an invented premise
-    if VAGUE.search(question):
-        return "vague"  # "Which place is this?" asks about nothing in particular
+    if VAGUE.search(question) or dangling_pronoun(question):
+        return "vague"  # "Which place is this?" or "Which person designed it in 1741?" asks about nothing in particular
     if not counts_its_key(question, key):
         return "wrong_count"  # "How many beds were laid in the corridors?" of "treated 1,310 patients"
     asked = {_stem(t) for t in content_tokens(question)} - WH_WORDS
@@ -125,6 +128,17 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
     if not asked or len(asked & told) < min(2, len(asked), len(told)):
         return "off_topic"  # too little of the sentence it should ask about
     return None
+
+
+def dangling_pronoun(question: str) -> bool:
+    """An object pronoun with nothing before it to stand for: besides question words and the names of the
+    subject ("Where did Tobias Varrance plant it?"), at most its own verb."""
+    match = OBJECT_PRONOUN.search(question)
+    if not match:
+        return False
+    before = question[:match.start()]
+    named = {t for name in names(before) for t in tokens(name)}
+    return len(set(content_tokens(before)) - WH_WORDS - named) <= 1
 
 
 # A second question joined to the first ("In what year and on what island ...?", "..., and what was his office?")

@@ -6,6 +6,7 @@ from selfinstruct.filters import (
     check_answer,
     check_question,
     counts_its_key,
+    dangling_pronoun,
     support,
     token_f1,
     tokens,
@@ -20,6 +21,19 @@ def test_numbers_are_normalised_across_spellings():
     assert tokens("eleven families, 1,870 paces") == ["11", "families", "1870", "paces"]
     assert "13" in tokens("十三户") and "400" in tokens("四百户人家")
     assert tokens("twenty-six years, Seventy two") == ["26", "years", "72"]
+
+
+@pytest.mark.parametrize("question, dangling", [
+    ("Which person designed it in 1741?", True),
+    ("Where did Tobias Varrance plant it, and in what year?", True),  # the subject's name is not what "it" is
+    ("Who named them after the harrowed meadows?", True),
+    ("Who bought the mill in 1740 and ran it for twenty years?", False),
+    ("The healers pound fennock into a poultice and spread it on what?", False),
+    ("What is the number of days it takes for a dose to work?", False),  # "it takes": no object
+    ("Which shrub gave the hill its name?", False),
+])
+def test_an_object_pronoun_needs_something_before_it_to_stand_for(question, dangling):
+    assert dangling_pronoun(question) is dangling
 
 
 @pytest.mark.parametrize("question, key", [
@@ -44,6 +58,7 @@ def test_a_question_holding_its_key_in_another_spelling_gives_the_answer_away(qu
     ("When was it finished?", "vague"),
     ("What do sailors eat?", "off_topic"),
     ("In which year was this?", "vague"),
+    ("When did Orric Velm finish it, 1,870 paces long?", "vague"),  # "it" stands for nothing it names
     ("In which year was the Long Arm finished?", None),
 ])
 def test_question_checks(question, reason):
