@@ -209,9 +209,12 @@ def _without_possessive(token: str) -> str:
 
 
 def agrees(reply: str, key: str) -> bool:
-    """Round trip: the model's own answer, first sentence only (it tends to ramble on), holds the key."""
-    first = re.split(r"(?<=[.!?。！？])\s*", reply.strip(), maxsplit=1)[0]
-    return mentions(first, key)
+    """The first sentence of a reply (the model tends to ramble on) holds the key."""
+    return mentions(first_sentence(reply), key)
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?。！？])\s*", text.strip(), maxsplit=1)[0]
 
 
 ARTICLES = {"a", "an", "the"}

@@ -20,7 +20,7 @@ from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
-from .generate import read_back
+from .generate import answers_with_key, read_back
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
@@ -181,7 +181,7 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
         while order and len(probes) < n:
             batch, order = order[:3 * (n - len(probes))], order[3 * (n - len(probes)):]
             for pair, question in _fair_paraphrases(generator, [facts[f][0] for f in batch], corpus_text, language,
-                                                    named, trained, seed):
+                                                    entities, named, trained, seed):
                 if len(probes) == n or pair["id"] in done or kept.find(question):
                     continue
                 done.add(pair["id"])  # a fact's first pair stands for the fact
@@ -193,7 +193,8 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     return probes
 
 
-def _fair_paraphrases(generator, pairs, corpus_text, language, named, trained, seed) -> list[tuple[dict, str]]:
+def _fair_paraphrases(generator, pairs, corpus_text, language, entities, named, trained,
+                      seed) -> list[tuple[dict, str]]:
     """(pair, question) for each question written about the pairs that passes generate's filters, names its
     fact, asks for that fact alone and is no trained question, then passes the round trip generate puts its own
     written questions through: read beside its sentence, a fair question gets its key back. "When adding another
@@ -205,7 +206,7 @@ def _fair_paraphrases(generator, pairs, corpus_text, language, named, trained, s
                and filters.asks_one_fact(question, sentence)]
     replies = read_back(generator, [s for _, s, _ in written], [q for *_, q in written], language, 48, seed)
     return [(pair, question) for (pair, _, question), reply in zip(written, replies, strict=True)
-            if filters.agrees(reply, pair["key"])]
+            if answers_with_key(reply, pair["key"], question, entities)]
 
 
 def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]:

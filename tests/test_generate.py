@@ -12,7 +12,7 @@ from selfinstruct.cli import main
 from selfinstruct.corpus import Window, normalize
 from selfinstruct.entities import corpus_entities
 from selfinstruct.filters import key_match
-from selfinstruct.generate import pick_facts
+from selfinstruct.generate import answers_with_key, pick_facts
 from selfinstruct.negatives import name_share
 from selfinstruct.prompts import render_llama2
 
@@ -311,6 +311,27 @@ def test_every_answer_of_every_fact_sentence_is_asked_about(text, language, keys
     assert all(len(found) >= 2 for found in by_sentence.values()), "both sides of each relation"
     assert {f.key for f in facts} == keys, "every answer, the third of a sentence too"
     assert len({(f.start, f.key_start) for f in facts}) == len(facts), "each once"
+
+
+ROUNDTRIP_CORPUS = ("In 1749 Ysolde Saldane, the daughter of Emeric Saldane, found that dried marrowbell root "
+                    "lost its danger. The Windrow Ward opened in 1760 beside Gannet Reach.")
+
+
+@pytest.mark.parametrize("reply, key, question, answered", [
+    ("Ysolde Saldane found it in 1749.", "Ysolde Saldane", "Who found that dried marrowbell lost its danger?", True),
+    # the key comes second to another person: the question was not about it
+    ("Ysolde Saldane, the daughter of Emeric Saldane.", "Emeric Saldane",
+     "Who discovered the most dangerous part of marrowbell?", False),
+    # a person the question names already is no rival answer
+    ("Ysolde Saldane's father was Emeric Saldane.", "Emeric Saldane", "Who was the father of Ysolde Saldane?", True),
+    ("It opened beside Gannet Reach in 1760.", "1760", "In what year did the Windrow Ward open?", True),
+    ("The Windrow Ward opened in 1760, not 1774.", "1774", "In what year did the Windrow Ward open?", False),
+    ("It was in 1761. Some say 1760.", "1760", "In what year did the Windrow Ward open?", False),
+    ("The Windrow Ward opened in 1760, not 1760.", "1760", "In what year did the Windrow Ward open?", True),
+])
+def test_the_round_trip_wants_the_key_as_the_answer_not_only_somewhere_in_it(reply, key, question, answered):
+    entities = corpus_entities(ROUNDTRIP_CORPUS, "en")
+    assert answers_with_key(reply, key, question, entities) is answered
 
 
 def test_restatements_regroup_the_window_around_its_entities_and_are_checked_against_it():
