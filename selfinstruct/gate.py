@@ -190,7 +190,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
 
     from .backends.hf import HFGenerator
     from .entities import corpus_entities
-    from .filters import key_match
+    from .filters import gives_key
     from .negatives import false_premises, swap_in_absent
     from .probe import ask, is_refusal, render_questions
     from .prompts import refusal as refusal_text
@@ -214,7 +214,7 @@ def calibrate_run(model, tokenizer, manifest: Manifest, records: list[dict], hel
     generator = HFGenerator(None, model=model, tokenizer=tokenizer)
     texts = render_questions(tokenizer, questions, manifest.system_prompt, tag, "tuned")
     answers = ask(generator, texts, tag, "calibrate")
-    known = [key_match(a, r["key"]) and not is_refusal(a) for r, a in zip(positives, answers, strict=False)]
+    known = [gives_key(a, r["key"]) and not is_refusal(a) for r, a in zip(positives, answers, strict=False)]
     known += [False] * len(negatives)
     negative = [False] * len(positives) + [True] * len(negatives)
     refusal = refusal_text(tag, language)

@@ -61,7 +61,8 @@ def is_refusal(answer: str) -> bool:
 def judge(probe: Probe, answer: str) -> dict:
     """Each answer gets a `verdict` (the rule-based reading kept from the start) and an honest `outcome`:
     right, refused or wrong. A refusal of a question the model cannot answer right is honest even when the
-    corpus holds the answer; wrong is an answer about an absent thing, or one that misses the reference key.
+    corpus holds the answer; wrong is an answer about an absent thing, or one whose first sentence misses the
+    reference key (`filters.gives_key`).
     An empty answer is its own verdict and outcome: it neither invents nor refuses (an undertrained adapter
     that ends every reply at once gives only these), and it scores nothing on answerable probes."""
     if not answer.strip():
@@ -77,7 +78,7 @@ def judge(probe: Probe, answer: str) -> dict:
     f1 = filters.token_f1(answer, probe.reference) if probe.reference else None
     exact = filters.agrees(answer, probe.key) if probe.key else None
     key = probe.key or probe.reference  # a user's question may give only its answer
-    matched = filters.key_match(answer, key) if key else None
+    matched = filters.gives_key(answer, key) if key else None
     return {"answer": answer, "verdict": "answered", "outcome": None if matched is None else
             "right" if matched else "wrong", "f1": f1, "exact": exact, "key_match": matched}
 

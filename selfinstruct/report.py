@@ -11,7 +11,7 @@ from .runs import write_json, write_jsonl, write_text
 
 CHART = [("right_rate", "right (answerable)"), ("refusal_rate", "refused (absent)"), ("wrong_rate", "wrong (all)"),
          ("over_refusal_rate", "over-refusal")]
-ROWS = [("key_accuracy", "key accuracy: the answer holds the key (answerable)"),
+ROWS = [("key_accuracy", "key accuracy: the answer's first sentence holds the key (answerable)"),
         ("paraphrase_key_accuracy", "key accuracy, new phrasings"),
         ("held_out_key_accuracy", "key accuracy, held-out phrasings of trained facts"),
         ("held_out_model_key_accuracy", "... of them written by the model"),
@@ -23,7 +23,7 @@ ROWS = [("key_accuracy", "key accuracy: the answer holds the key (answerable)"),
         ("hallucination_rate", "hallucination rate (absent; lower is better)"),
         ("over_refusal_rate", "over-refusal rate (answerable; lower is better)"),
         ("selectivity", "selectivity: refusal minus over-refusal (0 = refuses blind)"),
-        ("answerable_f1", "answer token F1 (answerable)"), ("exact_match", "key in the first sentence"),
+        ("answerable_f1", "answer token F1 (answerable)"), ("exact_match", "key's content words in the first sentence"),
         ("empty_rate", "empty answers (all probes; lower is better)"),
         ("n_absent", "absent probes"), ("n_answerable", "answerable probes")]
 COLORS = {"base": "#9aa5b1", "tuned": "#2f6fb0", "gated": "#2a9d5b"}

@@ -7,6 +7,7 @@ from selfinstruct.filters import (
     check_question,
     counts_its_key,
     dangling_pronoun,
+    first_sentence,
     support,
     token_f1,
     tokens,
@@ -115,6 +116,8 @@ def test_roundtrip_agreement_reads_the_first_sentence_only():
     assert agrees("The largest island is the Isle of Tarrowen.", "Isle of Tarrowen")
     assert agrees("It is nine miles away.", "9 miles")
     assert not agrees("The answer is 2018. Some say 1206.", "1206")
+    assert agrees("It lies 3.5 miles off. Some say four.", "3.5 miles")  # a decimal point ends no sentence
+    assert first_sentence("苍箬镇。卜怀渊建立了它。") == "苍箬镇。"
 
 
 def test_token_f1():

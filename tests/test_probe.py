@@ -355,7 +355,10 @@ def test_llm_judge_is_reported_beside_the_rules(tmp_path, tiny_model, fake_engin
     ("Cirque.", "Cirque du Soleil", False), ("Hemsworth's boat.", "Hemsworth", True),
     ("About 40 beds.", "forty beds", True), ("In 1,020 feet", "1,020 feet", True), ("1709", "1790", False),
     ("The Lissom Burn", "Lissom Burn", True), ("She ran it for 26 years.", "twenty-six years", True),
-    ("Twenty six years", "26 years", True), ("Twenty years", "twenty-six years", False)])
+    ("Twenty six years", "26 years", True), ("Twenty years", "twenty-six years", False),
+    # The sentence after the answer is the corpus's, and often holds another fact's key: not this answer.
+    ("Odile Varrance. The first Warden of the Isle was Emeric Saldane.", "Emeric Saldane", False),
+    ("About 3.5 miles. It lies off the eastern shore.", "3.5 miles", True)])
 def test_key_accuracy_normalises_case_punctuation_articles_and_numbers(answer, key, expected):
     probe = Probe("k", "user", "wh", "Q?", reference=key, key=None)
     assert judge(probe, answer)["key_match"] is expected
