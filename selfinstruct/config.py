@@ -81,6 +81,8 @@ class GenerateConfig:
     min_support: float = opt(0.6, "least share of an answer's content words found in its window")
     dedup_threshold: float = opt(0.7, "questions at least this similar (word 3-gram Jaccard) to a kept one are dropped")
     roundtrip: bool = opt(True, "keep a pair only if the model answers its own question with the same answer")
+    answer_form: str = opt("key-first", "training answers: key-first (\"Emeric Saldane. The first Warden of "
+                           "the Isle was Emeric Saldane.\") or clause (the clause that states the key, alone)")
     roundtrip_context: str = opt("sentence", "what the round trip reads: the fact's sentence, or its whole window "
                                  "(a small model misreads long text)")
     temperature: float = opt(0.8, "sampling temperature of the extra candidates (the first is greedy)")
@@ -104,6 +106,7 @@ class GenerateConfig:
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check_choice("language", self.language, LANGUAGES)
         _check_choice("roundtrip_context", self.roundtrip_context, ("sentence", "window"))
+        _check_choice("answer_form", self.answer_form, ("key-first", "clause"))
         _check_share("unanswerable_ratio", self.unanswerable_ratio)
         _check_share("min_support", self.min_support)
         _check_share("dedup_threshold", self.dedup_threshold)

@@ -294,7 +294,7 @@ class Pipeline:
             # The key, then the clause of the fact's sentence that states it: grounded by construction (the
             # check guards that), and what a person wants first (whole-sentence answers buried the key).
             answer = questions.key_first_answer(fact.key, fact.kind, fact.sentence, fact.key_start, fact.key_end,
-                                                self.language)
+                                                self.language, self.config.answer_form)
             problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
             kept = 0
             for c in interleave_origins([c for c in candidates if c.fact is fact and not c.reason]):

@@ -232,3 +232,12 @@ def test_varied_question_keeps_names_numbers_and_what_is_asked_and_differs_betwe
     cloze = "Complete: Casimir Dunmoor built the first ..."
     assert all(varied_question(cloze, rng, drop=0.5).endswith("Casimir Dunmoor built the first ...".split()[-1])
                and "built" in varied_question(cloze, rng, drop=0.0) for _ in range(10))  # no synonym in a cloze
+
+
+def test_clause_answers_leave_out_the_key_first_head():
+    sentence = "In 1709 the physician Emeric Saldane landed on the island."
+    start = sentence.index("Emeric Saldane")
+    answer = key_first_answer("Emeric Saldane", "person", sentence, start, start + 14, "en", "clause")
+    assert answer == "In 1709 the physician Emeric Saldane landed on the island."
+    assert key_first_answer("Emeric Saldane", "person", sentence, start, start + 14, "en").startswith(
+        "Emeric Saldane. In 1709")
