@@ -439,11 +439,10 @@ def supporting_clause(sentence: str, start: int, end: int, min_words: int = 8) -
 def key_first_answer(key: str, kind: str, sentence: str, start: int, end: int, language: str,
                      form: str = "key-first") -> str:
     """The key first ("Ilka Tamsell.", "In 1402."), then the clause that says it: a person wants the answer
-    before its evidence. Short answers also keep training affordable on a CPU (whole sentences made answers 33
-    tokens on average). Form `clause` gives the clause alone: the model then recalls the fact's own words, from
-    the subject the question names, before it reaches the key, where key-first has it name the key cold (it
-    names a neighbour, then says the right sentence after it: "Odile Varrance. The first Warden of the Isle
-    was Emeric Saldane.")."""
+    before its evidence, and a small model that starts with the key gets it right more often. Short answers
+    also keep training affordable on a CPU (whole sentences made answers 33 tokens on average). Form `clause`
+    gives the clause alone, so that the model recalls the fact's words before it names the key; it answered
+    fewer of people's questions (make eval, README), so it is an option, not the default."""
     clause = supporting_clause(sentence, start, end)
     if kind == "definition":
         return normalize(sentence)  # "A spore is a minute mass ...": the answer already leads with what was asked
