@@ -292,7 +292,8 @@ class Pipeline:
         records = []
         for fact in facts:
             # The key, then the clause of the fact's sentence that states it: grounded by construction (the
-            # check guards that), and what a person wants first (whole-sentence answers buried the key).
+            # check guards that), and what a person wants first (whole-sentence answers buried the key). The
+            # clause alone with --answer-form clause.
             answer = questions.key_first_answer(fact.key, fact.kind, fact.sentence, fact.key_start, fact.key_end,
                                                 self.language, self.config.answer_form)
             problem, score = filters.check_answer(answer, fact.window.text, self.config.min_support)
