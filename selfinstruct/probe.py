@@ -152,6 +152,9 @@ def held_out_probes(pairs, held_ids, train_pairs, n, rng) -> list[Probe]:
                   derived_from=p["id"], shape=p.get("origin")) for i, p in enumerate(chosen)]
 
 
+# Samples the writer draws from each started question of a fact. Few of them pass the filters, the round trip
+# and `one_answer`; with one, the eval corpus's 116 fact sentences gave 17 to 20 of the 25 new phrasings asked for.
+PHRASING_SAMPLES = 3
 # A new phrasing asks who, where, when or how many. The small writer turns the "What" and "Which" stems of a
 # thing or an organisation into questions that do not say what they ask for: "Which plant was added in 1731?"
 # for "the Keeper", "What is the name of the island guild?" for "President".
@@ -162,8 +165,8 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     """New phrasings of trained facts about a person, a place, a year or a quantity, written by the generator
     model the way generate writes questions, kept only if they pass the same filters and round trip (which keep
     out one that holds its key, "... Hugo Merrivane's carabine?" too), name their fact (`anchors`), differ from
-    every question the model was trained on, ask for one fact (`filters.asks_one_fact`) and are no near-twin of
-    another fact's probe (one question, two answers)."""
+    every question the model was trained on, ask for one fact (`filters.asks_one_fact`) that has one answer
+    (`one_answer`) and are no near-twin of another fact's probe (one question, two answers)."""
     from tqdm import tqdm
 
     trained = trained_questions(train_pairs)
@@ -173,9 +176,9 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     for p in train_pairs:
         if named.get(p["id"]):
             facts.setdefault(p.get("fact_id", p["id"]), []).append(p)  # a hand-made qa.jsonl may lack fact ids
-    # About one fact in six asked about gets a question past the filters and the round trip (12 of 75 on the eval
-    # corpus): three for each probe still missing are asked about, round after round, until n are kept or no fact
-    # is left.
+    # About one fact in four asked about gets a question past the filters, the round trip and `one_answer` (25 of
+    # 99 on the eval corpus, three samples a stem; with one, 15 of 173): three for each probe still missing are
+    # asked about, round after round, until n are kept or no fact is left.
     order = random.Random(seed).sample(sorted(facts), len(facts))
     probes, done, kept = [], set(), filters.NearDuplicates(0.5)
     with tqdm(total=n, unit="probe", desc="new phrasings", dynamic_ncols=True) as bar:
@@ -204,10 +207,54 @@ def _fair_paraphrases(generator, pairs, corpus_text, language, entities, named, 
                in _write_paraphrases(generator, pairs, corpus_text, language, seed)
                if not filters.check_question(question, pair["key"], sentence, corpus_text[pair["start"]:pair["end"]])
                and any(filters.mentions(question, a) for a in named[pair["id"]]) and not trained.find(question)
-               and filters.asks_one_fact(question, sentence)]
+               and filters.asks_one_fact(question, sentence)
+               and one_answer(question, sentence, pair["key"], pair["kind"], entities)]
     replies = read_back(generator, [s for _, s, _ in written], [q for *_, q in written], language, 48, seed)
     return [(pair, question) for (pair, _, question), reply in zip(written, replies, strict=True)
             if answers_with_key(reply, pair["key"], question, entities)]
+
+
+# Where a clause ends: the words of a relation tell apart two names in different clauses ("Edda Marrow founded
+# the archive that Tobias Quill rebuilt"), not two in one. The comma of "9,000" ends none.
+CLAUSE_END = re.compile(r",(?!\d{3})|[;:，；：]|"
+                        r"\b(?:that|which|who|whose|because|where|when|while|until|after|before)\b")
+YEAR = re.compile(r"(?<![\d,.])(?:1\d|20)\d{2}(?![\d,.]?\d)")
+# What else answers a question of each kind: "where" is answered by a building or a hall as well as a town.
+ANSWER_KINDS = {"person": ("person",), "place": ("place", "org", "thing")}
+
+
+def one_answer(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> bool:
+    """No other name or number of the key's kind shares a clause with the key, or with a number the question
+    names, unless the question names it. Of
+    "The Harbour Archive stands in Twinwater next to the Hall of Oars ...", "Which place holds about 9,000 books?"
+    has three answers, and a tuned model that says the Archive is not wrong; the round trip's reader, given the
+    sentence, still says Twinwater. "Where does the Harbour Archive stand?" names the Archive and keeps the Hall:
+    two answers still."""
+    asked = set(filters.tokens(question))
+    if kind == "quantity" and filters.COUNTED.search(question) and filters.counts_its_key(question, key) \
+            and not filters.tokens(key)[-1].isdigit():
+        return True  # "How many beds ...?" of "40 beds and 12 nurses" names what it counts
+    clauses = CLAUSE_END.split(sentence)
+    keyed = [c for c in clauses if filters.mentions(c, key)]
+    # A number the question names from another clause points there: "How many kinds of plant were there in
+    # 1731?" of "In 1731 the Keeper listed 212 kinds ...; by 1785 the list had grown to 640" asks for 212.
+    elsewhere = filters.numbers(question) - {n for c in keyed for n in filters.numbers(c)}
+    pointed = [c for c in clauses if c not in keyed and elsewhere & filters.numbers(c)]
+    for clause in keyed + pointed:
+        for rival in _answers_of_kind(clause, kind, entities):
+            if not (filters.mentions(rival, key) or filters.mentions(key, rival)
+                    or asked & set(filters.content_tokens(rival))):
+                return False
+    return True
+
+
+def _answers_of_kind(clause: str, kind: str, entities: dict[str, str]) -> list[str]:
+    years = YEAR.findall(clause)
+    if kind == "year":
+        return years
+    if kind == "quantity":  # "one" is more often "one of the" than a count
+        return sorted(filters.numbers(clause) - set(years) - {"1"})
+    return [clause[s:e] for s, e, k in find_mentions(clause, entities) if k in ANSWER_KINDS.get(kind, ())]
 
 
 def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]:
@@ -222,11 +269,13 @@ def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]
 
 
 def _write_paraphrases(generator, pairs, corpus_text, language, seed) -> list[tuple[dict, str, str | None]]:
-    """(pair, its fact's sentence, the question written) for each question stem of each fact's first pair."""
+    """(pair, its fact's sentence, the question written) for each of PHRASING_SAMPLES samples from each question
+    stem of each fact's first pair."""
     jobs = []
     for pair in pairs:
         sentence = corpus_text[pair["evidence"][0]:pair["evidence"][1]]
-        for k, stem in enumerate(prompts.stems(pair["kind"], language)):
+        stems = prompts.stems(pair["kind"], language)
+        for k, stem in enumerate(stems * PHRASING_SAMPLES):
             prompt = prompts.question_prompt(generator.tokenizer, sentence, pair["key"], stem, language)
             jobs.append((pair, sentence, stem, prompt, Sampling(max_new_tokens=48, temperature=0.9, top_p=0.95,
                                                                 seed=seed + k, stop=("\n",))))

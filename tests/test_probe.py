@@ -442,6 +442,7 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
     most one probe a fact, n in all."""
     from selfinstruct.entities import corpus_entities
     from selfinstruct.models import load_tokenizer
+    from selfinstruct.probe import PHRASING_SAMPLES
     from selfinstruct.prompts import stems
 
     text, _ = english
@@ -501,7 +502,7 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
     for seed in range(6):
         only_year = FakeGenerator(only_the_year, generator.tokenizer)
         assert [p.key for p in paraphrase_probes(only_year, pairs, text, "en", entities, 1, seed)] == ["1509"]
-        rounds.append(sum("Question: " not in p for p in only_year.prompts) // 3)  # three stems a fact
+        rounds.append(sum("Question: " not in p for p in only_year.prompts) // (3 * PHRASING_SAMPLES))  # stems
     assert set(rounds) == {3, 5}  # three facts asked about on the first round; all five when it drew a blank
 
 
@@ -527,3 +528,39 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
 ])
 def test_a_new_phrasing_asks_for_one_fact(question, sentence, one):
     assert asks_one_fact(question, sentence) is one
+
+
+def test_one_answer_keeps_out_a_new_phrasing_that_a_rival_of_its_clause_answers_as_well():
+    """A name or number of the key's kind in the key's clause, which the question does not name, answers it too;
+    one in another clause is told apart by the relation's words, and a question that names it rules it out."""
+    from selfinstruct.entities import corpus_entities
+    from selfinstruct.probe import one_answer
+
+    sentence = "The Harbour Archive stands in Twinwater next to the Hall of Oars and holds about 9,000 books."
+    entities = corpus_entities(sentence + " Twinwater lies on the Long Arm. The Hall of Oars is old.", "en")
+    assert not one_answer("Which place holds about 9,000 books?", sentence, "Twinwater", "place", entities)
+    assert not one_answer("Where does the Harbour Archive stand?", sentence, "Twinwater", "place", entities)
+    assert one_answer("Where do the Harbour Archive and its oars hall stand?", sentence, "Twinwater", "place",
+                      entities)
+    assert one_answer("How many books are kept in the archive?", sentence, "about 9,000 books", "quantity", entities)
+
+    founded = "Edda Marrow founded the guild that Tobias Quill rebuilt in 1410."
+    people = {"Edda Marrow": "person", "Tobias Quill": "person"}
+    assert one_answer("Who rebuilt the guild?", founded, "Tobias Quill", "person", people)
+    together = "Edda Marrow and Tobias Quill founded the guild in 1388."
+    assert not one_answer("Who founded the guild?", together, "Tobias Quill", "person", people)
+    assert one_answer("Who founded the guild with Edda?", together, "Tobias Quill", "person", people)
+
+    served = "Ilse Varrow kept the light from 1737 to 1762, one of the longest watches."
+    assert not one_answer("When did Ilse Varrow keep the light?", served, "1737", "year", {})
+    assert one_answer("Until 1762, since when did Ilse Varrow keep the light?", served, "1737", "year", {})
+    beds = "The infirmary opened with 40 beds and 12 nurses, one for each ward."
+    assert not one_answer("How big was the infirmary when it opened?", beds, "40 beds", "quantity", {})
+    assert one_answer("How many beds did the infirmary open with?", beds, "40 beds", "quantity", {})
+    assert not one_answer("How many nurses did it have?", beds, "40 beds", "quantity", {})
+    listed = "In 1731 the Keeper listed 212 kinds of plant; by 1785 the list had grown to 640."
+    assert not one_answer("How many kinds of plant were there in 1731?", listed, "640", "quantity", {})
+    assert one_answer("How many kinds of plant were there by 1785?", listed, "640", "quantity", {})
+    zh = {"王明": "person", "李华": "person"}
+    assert not one_answer("谁创立了灯会？", "王明和李华于1388年创立了灯会。", "李华", "person", zh)
+    assert one_answer("谁创立了灯会？", "王明写了书，李华于1388年创立了灯会。", "李华", "person", zh)
