@@ -152,9 +152,10 @@ def held_out_probes(pairs, held_ids, train_pairs, n, rng) -> list[Probe]:
                   derived_from=p["id"], shape=p.get("origin")) for i, p in enumerate(chosen)]
 
 
-# Samples the writer draws from each started question of a fact. Few of them pass the filters, the round trip
-# and `one_answer`; with one, the eval corpus's 116 fact sentences gave 17 to 20 of the 25 new phrasings asked for.
+# Samples the writer draws from each started question of a fact. Few pass the filters, the round trip and
+# `one_answer`: with one, runs of the eval corpus kept 15 to 20 of the 25 new phrasings asked for; with three, 25.
 PHRASING_SAMPLES = 3
+
 # A new phrasing asks who, where, when or how many. The small writer turns the "What" and "Which" stems of a
 # thing or an organisation into questions that do not say what they ask for: "Which plant was added in 1731?"
 # for "the Keeper", "What is the name of the island guild?" for "President".
@@ -225,11 +226,10 @@ ANSWER_KINDS = {"person": ("person",), "place": ("place", "org", "thing")}
 
 def one_answer(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> bool:
     """No other name or number of the key's kind shares a clause with the key, or with a number the question
-    names, unless the question names it. Of
-    "The Harbour Archive stands in Twinwater next to the Hall of Oars ...", "Which place holds about 9,000 books?"
-    has three answers, and a tuned model that says the Archive is not wrong; the round trip's reader, given the
-    sentence, still says Twinwater. "Where does the Harbour Archive stand?" names the Archive and keeps the Hall:
-    two answers still."""
+    names, unless the question names it. Of "The Harbour Archive stands in Twinwater next to the Hall of Oars
+    ...", "Which place holds about 9,000 books?" has three answers, and a tuned model that says the Archive is
+    not wrong; the round trip's reader, given the sentence, still says Twinwater. "Where does the Harbour Archive
+    stand?" names the Archive and keeps the Hall: two answers still."""
     asked = set(filters.tokens(question))
     if kind == "quantity" and filters.COUNTED.search(question) and filters.counts_its_key(question, key) \
             and not filters.tokens(key)[-1].isdigit():
