@@ -182,7 +182,8 @@ PRONOUN = re.compile(r"\b(?:[Ii]ts?|[Hh]e|[Ss]he|[Hh]is)\b|^Her\b")
 POSSESSIVE_PRONOUNS = ("its", "his", "her")
 PERSON_PRONOUNS = ("he", "she", "his", "her")
 # Where a sentence's main clause ends; a pronoun after it may stand for a name of its own sentence.
-SUBCLAUSE = re.compile(r"[,;:]|\b(?:that|which|who|whose|because|where|when|while|until|after|before)\b")
+CLAUSE_WORDS = r"\b(?:that|which|who|whose|because|where|when|while|until|after|before)\b"
+SUBCLAUSE = re.compile(r"[,;:]|" + CLAUSE_WORDS)
 OPENING = re.compile(r"(?:(?:In|By|After|Before|From|Until|During)\s[^,]*?\b\d{3,4},?\s+)?(?:[Tt]he\s+)?")
 # "The best-known building in the garden is the Lantern Glasshouse": the name that follows is what the sentence
 # is about, as much as if it opened it.

@@ -19,7 +19,7 @@ from . import filters, prompts
 from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
-from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
+from .entities import CLAUSE_WORDS, KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
 from .generate import answers_with_key, read_back
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
@@ -217,8 +217,7 @@ def _fair_paraphrases(generator, pairs, corpus_text, language, entities, named, 
 
 # Where a clause ends: the words of a relation tell apart two names in different clauses ("Edda Marrow founded
 # the archive that Tobias Quill rebuilt"), not two in one. The comma of "9,000" ends none.
-CLAUSE_END = re.compile(r",(?!\d{3})|[;:，；：]|"
-                        r"\b(?:that|which|who|whose|because|where|when|while|until|after|before)\b")
+CLAUSE_END = re.compile(r",(?!\d{3})|[;:，；：]|" + CLAUSE_WORDS)
 YEAR = re.compile(r"(?<![\d,.])(?:1\d|20)\d{2}(?![\d,.]?\d)")
 # What else answers a question of each kind: "where" is answered by a building or a hall as well as a town.
 ANSWER_KINDS = {"person": ("person",), "place": ("place", "org", "thing")}
