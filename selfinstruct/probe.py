@@ -19,8 +19,8 @@ from . import filters, prompts
 from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
-from .entities import CLAUSE_WORDS, KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
-from .generate import answers_with_key, read_back
+from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
+from .generate import answers_with_key, one_answer, read_back
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
@@ -213,47 +213,6 @@ def _fair_paraphrases(generator, pairs, corpus_text, language, entities, named, 
     replies = read_back(generator, [s for _, s, _ in written], [q for *_, q in written], language, 48, seed)
     return [(pair, question) for (pair, _, question), reply in zip(written, replies, strict=True)
             if answers_with_key(reply, pair["key"], question, entities)]
-
-
-# Where a clause ends: the words of a relation tell apart two names in different clauses ("Edda Marrow founded
-# the archive that Tobias Quill rebuilt"), not two in one. The comma of "9,000" ends none.
-CLAUSE_END = re.compile(r",(?!\d{3})|[;:，；：]|" + CLAUSE_WORDS)
-YEAR = re.compile(r"(?<![\d,.])(?:1\d|20)\d{2}(?![\d,.]?\d)")
-# What else answers a question of each kind: "where" is answered by a building or a hall as well as a town.
-ANSWER_KINDS = {"person": ("person",), "place": ("place", "org", "thing")}
-
-
-def one_answer(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> bool:
-    """No other name or number of the key's kind shares a clause with the key, or with a number the question
-    names, unless the question names it. Of "The Harbour Archive stands in Twinwater next to the Hall of Oars
-    ...", "Which place holds about 9,000 books?" has three answers, and a tuned model that says the Archive is
-    not wrong; the round trip's reader, given the sentence, still says Twinwater. "Where does the Harbour Archive
-    stand?" names the Archive and keeps the Hall: two answers still."""
-    asked = set(filters.tokens(question))
-    if kind == "quantity" and filters.COUNTED.search(question) and filters.counts_its_key(question, key) \
-            and not filters.tokens(key)[-1].isdigit():
-        return True  # "How many beds ...?" of "40 beds and 12 nurses" names what it counts
-    clauses = CLAUSE_END.split(sentence)
-    keyed = [c for c in clauses if filters.mentions(c, key)]
-    # A number the question names from another clause points there: "How many kinds of plant were there in
-    # 1731?" of "In 1731 the Keeper listed 212 kinds ...; by 1785 the list had grown to 640" asks for 212.
-    elsewhere = filters.numbers(question) - {n for c in keyed for n in filters.numbers(c)}
-    pointed = [c for c in clauses if c not in keyed and elsewhere & filters.numbers(c)]
-    for clause in keyed + pointed:
-        for rival in _answers_of_kind(clause, kind, entities):
-            if not (filters.mentions(rival, key) or filters.mentions(key, rival)
-                    or asked & set(filters.content_tokens(rival))):
-                return False
-    return True
-
-
-def _answers_of_kind(clause: str, kind: str, entities: dict[str, str]) -> list[str]:
-    years = YEAR.findall(clause)
-    if kind == "year":
-        return years
-    if kind == "quantity":  # "one" is more often "one of the" than a count
-        return sorted(filters.numbers(clause) - set(years) - {"1"})
-    return [clause[s:e] for s, e, k in find_mentions(clause, entities) if k in ANSWER_KINDS.get(kind, ())]
 
 
 def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]:

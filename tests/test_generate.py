@@ -23,7 +23,7 @@ REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "an
 REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
            "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded", "not_one_fact",
-           "wrong_count"}
+           "wrong_count", "two_answers"}
 
 
 def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):
@@ -233,6 +233,24 @@ def test_a_model_question_that_asks_two_things_is_a_reject(tmp_path, tiny_model,
     assert not model_pairs()
     rejects = [r for r in read(tmp_path / "run" / "rejects.jsonl") if r["origin"] == "model"]
     assert rejects and "not_one_fact" in {r["reason"] for r in rejects}
+
+
+def test_a_model_question_that_two_names_of_its_clause_answer_is_a_reject(tmp_path, tiny_model, fake_engine,
+                                                                          monkeypatch):
+    import tests.conftest as conftest
+
+    corpus = tmp_path / "guild.txt"
+    corpus.write_text("Edda Marrow and Tobias Quill founded the Lantern Guild of Velmoor in 1388. The guild kept "
+                      "forty-six lamps burning along the harbour wall of Velmoor until 1410.\n", encoding="utf-8")
+    writer = conftest.scripted_reply
+    monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: " founded the Lantern Guild of Velmoor?"
+                        if prompt.endswith("Who") else writer(prompt))
+    assert generate(tmp_path, tiny_model, corpus=corpus) == 0
+    asked = [p for p in read(tmp_path / "run" / "qa.jsonl") if p["question"] == "Who founded the Lantern Guild of "
+             "Velmoor?"]
+    rejects = [r for r in read(tmp_path / "run" / "rejects.jsonl") if r["reason"] == "two_answers"]
+    assert not asked, "Edda Marrow and Tobias Quill both answer it: neither key is the question's one answer"
+    assert {r["question"] for r in rejects} == {"Who founded the Lantern Guild of Velmoor?"}
 
 
 def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):
