@@ -70,8 +70,9 @@ def numbers(text: str) -> set[str]:
 
 
 def names(text: str) -> set[str]:
-    """Capitalised words that do not open a sentence: the names a claim hangs on."""
-    found = re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}", text.strip())
+    """Capitalised words and words in capitals ("UK", "VARACUM") that do not open a sentence: the names a claim
+    hangs on."""
+    found = re.findall(r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][a-z]{2,}|[A-Z]{2,}\b)", text.strip())
     return {NUMBER_WORDS.get(n.lower(), n.lower()) for n in found if n.lower() not in STOPWORDS}
 
 
