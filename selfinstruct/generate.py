@@ -55,7 +55,7 @@ class Fact:
 class Candidate:
     fact: Fact
     phrasing: int
-    origin: str  # model | described | reversed | clause | cloze | template | trimmed | reworded
+    origin: str  # model | described | active | reversed | clause | cloze | template | trimmed | reworded
     raw: str
     question: str | None = None
     reason: str | None = None
@@ -177,8 +177,8 @@ class QuestionWriter:
         jobs, candidates, greedy_asked = [], [], set()
         for fact in facts:
             # The model writes from one started question per phrasing beyond four, three at most (all of its kind's
-            # stems at the default 7); the sentence's own shapes (described, reversed, clause, cloze, trimmed,
-            # reworded, template) fill the rest.
+            # stems at the default 7); the sentence's own shapes (described, active, reversed, clause, cloze,
+            # trimmed, reworded, template) fill the rest.
             for p in range(min(max(cfg.phrasings - 4, 1), 3)):
                 stem = prompts.stems(fact.kind, self.language)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)
@@ -412,7 +412,7 @@ def derived_candidates(candidates: list[Candidate]) -> list[Candidate]:
 
 # Which shape a fact keeps first when it has more than --phrasings: the whole sentence with a hole reads least
 # like what people ask, so it comes last.
-ORIGIN_PREFERENCE = ("model", "described", "reversed", "clause", "cloze", "trimmed", "reworded", "template")
+ORIGIN_PREFERENCE = ("model", "described", "active", "reversed", "clause", "cloze", "trimmed", "reworded", "template")
 
 
 def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from lemminflect import getAllLemmas, getInflection
+
 from .corpus import SENTENCE_ENDINGS, normalize
 from .entities import EN_COUNT, EN_FUNCTION, definition
 from .filters import CJK_CHAR
@@ -154,9 +156,98 @@ def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None
     return normalize(question[0].upper() + question[1:] + "?")
 
 
+# The present-tense verbs asked with "does"; any other verb only in the past, with "did": a word list cannot
+# tell the verbs "walls" or "still" from the nouns, and a history is told in the past.
+PRESENT_VERBS = {form: form[:-1] for form in "holds meets keeps lies stands runs grows serves leads".split()} | {
+    "has": "have"}
+# What opens an inverted sentence ("Off the eastern shore lies Skellow Islet") where a subject would stand.
+PLACE_PREPOSITIONS = {"off", "beside", "beyond", "behind", "below", "above", "across", "along", "around", "near",
+                      "inside", "outside", "opposite", "past", "within", "over", "under", "between", "among"}
+ACTIVE_PREPOSITION = r"(?P<prep>in|on|at|by|from|for|to|until|after|before|during|since|with|into|beside|near|under)"
+
+
+def active_question(clause: str, start: int, end: int, kind: str) -> str | None:
+    """The wh-question of an active clause as people write it, with "did" and the verb's dictionary form:
+    "In 1723 Emeric Saldane founded the Infirmary" -> "In which year did Emeric Saldane found the Infirmary?",
+    "Ysolde Saldane invented the dewglass in 1747" -> "What did Ysolde Saldane invent in 1747?", "The College
+    meets in Slate Hall" -> "Where does the College meet?". fronted_question's passive keeps the sentence's own
+    participle; a model trained on that alone misses "did ... found". None for any other shape."""
+    before, answer, after = clause[:start], clause[start:end], clause[end:].rstrip(" ,;:.")
+    tail = ""
+    if kind == "year" and re.fullmatch(r"(?i)(?:in|by|after|before|until|since)\s", before):  # the year leads
+        head, body, after = f"{before.strip().capitalize()} which year", after.strip(" ,"), ""
+    elif after and not re.match(rf"\s(?:of|{ACTIVE_PREPOSITION})\s", after) or " and " in after \
+            or after.startswith(" of ") and kind != "quantity" or re.match(r"\son\s[A-Z]", after):
+        return None  # the clause goes on past the answer with no clean cut
+    else:
+        if time := TIME_PHRASE.match(before):  # "In 1766 the Infirmary opened ..." -> "... in 1766"
+            tail, before = " " + time.group()[0].lower() + time.group()[1:].rstrip(" ,"), before[time.end():]
+        head, body = None, before
+    if not (found := _subject_and_verb(body)):
+        return None
+    subject, verb, rest = found
+    if head is None:
+        article = r"(?:(?:the|a|an)\s)?"
+        wh = "who" if kind == "person" else en_question_word(kind, answer)
+        if kind == "quantity" and (of := re.match(rf"\sof\s[^,\d]*?(?=\s{ACTIVE_PREPOSITION}\s|$)", after)):
+            wh, after = wh + of.group(), after[of.end():]  # "212 kinds of plant": how many kinds of plant
+        if re.fullmatch(rf"\s{article}", rest):  # the answer is the verb's object
+            head, rest = wh[0].upper() + wh[1:], ""
+        elif m := re.fullmatch(rf"(?P<object>\s(?:the|a|an|his|her|its|their|[A-Z])[^,\d]*?)?(?P<mid>\s(?:in|on|at|as|"
+                               rf"for|from|with|beside|near|under)\s[^,\d]*?)?\s{ACTIVE_PREPOSITION}\s{article}", rest):
+            words = [w for w in (m["object"] or "").split() if w not in ("the", "a", "an", "of")]
+            if len(words) > 4 or VERB_PHRASE_WORDS & {w.lower() for w in words} or len((m["mid"] or "").split()) > 5:
+                return None  # the answer is too far from its verb
+            if m["prep"] == "on" and (m["object"] or " x").split()[-1][0].isupper() and answer[0].isupper():
+                return None  # "the Treatise on Fogs": one name cut in two, as is "Treatise" asked "on Fogs"
+            where = (m["prep"] in ("in", "at") and kind in ("place", "org", "thing")
+                     or (m["prep"], kind) == ("on", "place"))  # "In what does the College meet?": where
+            head = "Where" if where else f"{m['prep'].capitalize()} {'whom' if kind == 'person' else wh}"
+            rest = (m["object"] or "") + (m["mid"] or "")
+        else:
+            return None
+    if re.search(r"\b(?:it|them|they|he|she|him)\b|\bone$", rest + after):
+        return None  # "By which year did every ward own one?": what the pronoun stands for is in another sentence
+    return normalize(f"{head} {verb[0]} {_inner(subject)} {verb[1]}{rest}{after}{tail}?")
+
+
+def _subject_and_verb(body: str) -> tuple[str, tuple[str, str], str] | None:
+    """(named subject, (auxiliary, adverb and dictionary form), what follows) of an active clause: "the
+    Infirmary first opened the Stillroom" -> ("the Infirmary", ("did", "first open"), " the Stillroom")."""
+    for m in re.finditer(r"(?<=\s)(?P<adv>(?:first|also|later)\s)?(?P<verb>[a-z]+)\b", body):
+        word, rest = m["verb"], body[m.end():]
+        if word in ("was", "were", "is", "are", "had", "became", "becomes") or (
+                word == "has" and re.match(rf"\s(?:been|[a-z]+(?:ed|en)|{'|'.join(PARTICIPLES)})\b", rest)):
+            return None  # a copula, a passive or a perfect: no "did" question of this shape
+        if word in PRESENT_VERBS:
+            verb = ("does", PRESENT_VERBS[word])
+        elif lemma := _past_lemma(word):
+            verb = ("did", lemma)
+        else:
+            continue
+        subject = body[:m.start()].strip()
+        words = [w for w in subject.split() if w not in ("The", "A", "An", "the", "a", "an")]
+        if not words or words[0] in EN_FUNCTION or words[0].lower() in PLACE_PREPOSITIONS \
+                or not any(w[0].isupper() and w not in EN_FUNCTION for w in words):
+            return None  # "After Emeric Saldane the Infirmary", "Off the eastern shore": no named subject
+        if not words[-1][0].isupper() or any(_is_verb(w) for w in words):
+            return None  # "the Harbour Warden lives in a stone house": a verb this shape missed, in the subject
+        return subject, (verb[0], (m["adv"] or "") + verb[1]), rest
+    return None
+
+
+def _past_lemma(word: str) -> str | None:
+    """The dictionary form of a verb's past tense ("founded" -> "found", "forbade" -> "forbid"), None for a word
+    that is none."""
+    return next((lemma for lemma in getAllLemmas(word, upos="VERB").get("VERB", ()) if word in getInflection(
+        lemma, tag="VBD") or word.endswith("ed") and word in getInflection(lemma, tag="VBN")), None)  # "fitted"
+
+
 def _is_verb(word: str) -> bool:
-    """A finite verb, as far as a word list and the -ed ending can tell."""
-    return word.islower() and (word.endswith("ed") or word in FINITE_VERBS)
+    """A finite verb, as far as a word list and the -ed ending can tell, or an irregular past that is no noun
+    ("forbade", not "ground")."""
+    return word.islower() and (word.endswith("ed") or word in FINITE_VERBS
+                               or _past_lemma(word) is not None and not getAllLemmas(word, upos="NOUN"))
 
 
 def _inner(phrase: str) -> str:
@@ -284,15 +375,26 @@ def other_side_question(sentence: str, start: int, end: int, kind: str, language
     return normalize(question)
 
 
+def active_clause_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
+    """The answer's own clause (see own_clause) asked with "did" and the verb's dictionary form
+    (active_question). English only."""
+    if language != "en" or kind == "definition" or (span := own_clause(sentence, start, end)) is None:
+        return None
+    first, last = span
+    return active_question(sentence[first].upper() + sentence[first + 1:last], start - first, end - first, kind)
+
+
 def template_questions(sentence: str, start: int, end: int, kind: str, language: str) -> dict[str, str | None]:
     """The questions the sentence's own structure gives, by origin: the name asked for by its description
-    ("described"), the relation asked from its other side ("reversed"), the template question of the answer's
-    clause alone ("clause"), the sentence cut where the answer starts ("cloze"), and the whole sentence with
-    the answer swapped for a question word ("template"). In this order of preference, when a fact has more
-    shapes than it keeps phrasings: the sentence with a hole reads least like what people ask."""
+    ("described"), the answer's clause asked with "did" ("active"), the relation asked from its other side
+    ("reversed"), the template question of the answer's clause alone ("clause"), the sentence cut where the
+    answer starts ("cloze"), and the whole sentence with the answer swapped for a question word ("template").
+    In this order of preference, when a fact has more shapes than it keeps phrasings: the sentence with a hole
+    reads least like what people ask."""
     template = template_question(sentence, start, end, kind, language)
     clause = clause_question(sentence, start, end, kind, language)
     return {"described": described_question(sentence, start, end, kind, language),
+            "active": active_clause_question(sentence, start, end, kind, language),
             "reversed": other_side_question(sentence, start, end, kind, language),
             "clause": clause if clause != template else None,  # a one-clause sentence: the template asks it
             "cloze": cloze_question(sentence, start, language) if kind != "definition" else None,

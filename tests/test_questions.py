@@ -117,7 +117,8 @@ def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answe
     start = sentence.index(key)
     language = "zh" if "。" in sentence else "en"
     shapes = template_questions(sentence, start, start + len(key), kind, language)
-    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause", "described", "reversed"}
+    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause", "described", "active",
+                                                               "reversed"}
     assert key_first_answer(key, kind, sentence, start, start + len(key), language) == answer
     if cloze:
         assert check_question(cloze, key, sentence, sentence) is None  # a cloze passes the question filters
@@ -171,6 +172,49 @@ def test_clause_questions(sentence, key, kind, expected):
     assert template_questions(sentence, start, start + len(key), kind, "en")["clause"] == expected
     if expected:
         assert check_question(expected, key, sentence, sentence) is None  # the filters accept the shape
+
+
+@pytest.mark.parametrize("sentence, key, kind, expected", [
+    # "did" and the verb's dictionary form, regular or not, with the answer leading, after a preposition or as
+    # the object; a leading time phrase goes last
+    ("In 1224 Aldra Venn founded the Harbour Archive of Velmoor.", "1224", "year",
+     "In which year did Aldra Venn found the Harbour Archive of Velmoor?"),
+    ("The engineer Saro Keldane built the Brinewheel in 1372 for the Guild of Pilots.", "1372", "year",
+     "In which year did the engineer Saro Keldane build the Brinewheel for the Guild of Pilots?"),
+    ("The Island Guild forbade the export of the raw herb in 1752.", "1752", "year",
+     "In which year did the Island Guild forbid the export of the raw herb?"),
+    ("Ilka Tamsell designed the Tamsell Lamp in 1391.", "Tamsell Lamp", "thing",
+     "What did Ilka Tamsell design in 1391?"),
+    ("In 1531 Ferrant Oskel also founded the Velmoor School of Tides.", "Velmoor School of Tides", "org",
+     "Which organisation did Ferrant Oskel also found in 1531?"),
+    ("In 1520 the Guild of Pilots owned 18 pilot boats.", "18 pilot boats", "quantity",
+     "How many pilot boats did the Guild of Pilots own in 1520?"),
+    ("In 1731 the Keeper listed 212 kinds of plant in the garden.", "212 kinds", "quantity",
+     "How many kinds of plant did the Keeper list in the garden in 1731?"),
+    ("The Harrowmede Infirmary opened with forty beds.", "forty beds", "quantity",
+     "With how many beds did the Harrowmede Infirmary open?"),
+    # present tense with "does"; "where" for a place, a building or a body after "in" or "at"
+    ("The Skellow Lazaret has thirty cells.", "thirty cells", "quantity",
+     "How many cells does the Skellow Lazaret have?"),
+    ("The College meets in the Slate Hall.", "Slate Hall", "thing", "Where does the College meet?"),
+    # none for the passive, a perfect, an inverted sentence, a subject with no name or one that runs into a
+    # verb the shape missed, a pronoun, and a name cut in two
+    ("The Lazaret was built in 1739 by Lisbet Orrow.", "1739", "year", None),
+    ("Since 1761 the College of Physic has chosen the Warden.", "1761", "year", None),
+    ("Off the eastern shore lies Skellow Islet.", "Skellow Islet", "place", None),
+    ("In 1409 the old ropewalk burned down.", "1409", "year", None),
+    ("The Harbour Warden lives in Crestwold in a stone house called the Warden's Rest.", "Warden's Rest", "thing",
+     None),
+    ("By 1770 every ward of the Harrowmede Infirmary owned one.", "1770", "year", None),
+    ("The scholar Yselde Cardrow wrote the Treatise on Fogs in 1419.", "Fogs", "thing", None),
+])
+def test_active_questions(sentence, key, kind, expected):
+    """The answer's clause asked as people write it, with "did" and the verb's dictionary form."""
+    start = sentence.index(key)
+    assert template_questions(sentence, start, start + len(key), kind, "en")["active"] == expected
+    if expected:
+        assert check_question(expected, key, sentence, sentence) is None  # the filters accept the shape
+    assert template_questions(sentence, start, start + len(key), kind, "zh")["active"] is None
 
 
 def test_no_clause_questions_in_chinese():
