@@ -119,9 +119,7 @@ def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None
         return fronted_question(clause, len(clause) - len(answer), len(clause), kind)
     if after and not re.match(rf"\s{PREPOSITION}\b", after) or " and " in after:
         return None  # the clause goes on after the answer ("four parts, known as ..."; "... and sailed"): no clean cut
-    time = TIME_PHRASE.match(before)
-    tail = " " + time.group()[0].lower() + time.group()[1:].rstrip(" ,") if time else ""  # "In 1766" -> " in 1766"
-    before = before[time.end():] if time else before
+    before, tail = _time_phrase_last(before)
     wh = en_question_word(kind, answer)
     article = r"(?:(?:the|a|an)\s)?"
     adverb = r"(?:(?:also|first|later)\s)?"
@@ -180,9 +178,7 @@ def active_question(clause: str, start: int, end: int, kind: str) -> str | None:
             or after.startswith(" of ") and kind != "quantity" or re.match(r"\son\s[A-Z]", after):
         return None  # the clause goes on past the answer with no clean cut
     else:
-        if time := TIME_PHRASE.match(before):  # "In 1766 the Infirmary opened ..." -> "... in 1766"
-            tail, before = " " + time.group()[0].lower() + time.group()[1:].rstrip(" ,"), before[time.end():]
-        head, body = None, before
+        (body, tail), head = _time_phrase_last(before), None
     if not (found := _subject_and_verb(body)):
         return None
     subject, verb, rest = found
@@ -198,7 +194,7 @@ def active_question(clause: str, start: int, end: int, kind: str) -> str | None:
             words = [w for w in (m["object"] or "").split() if w not in ("the", "a", "an", "of")]
             if len(words) > 4 or VERB_PHRASE_WORDS & {w.lower() for w in words} or len((m["mid"] or "").split()) > 5:
                 return None  # the answer is too far from its verb
-            if m["prep"] == "on" and (m["object"] or " x").split()[-1][0].isupper() and answer[0].isupper():
+            if m["prep"] == "on" and m["object"] and m["object"].split()[-1][0].isupper() and answer[0].isupper():
                 return None  # "the Treatise on Fogs": one name cut in two, as is "Treatise" asked "on Fogs"
             where = (m["prep"] in ("in", "at") and kind in ("place", "org", "thing")
                      or (m["prep"], kind) == ("on", "place"))  # "In what does the College meet?": where
@@ -214,7 +210,7 @@ def active_question(clause: str, start: int, end: int, kind: str) -> str | None:
 def _subject_and_verb(body: str) -> tuple[str, tuple[str, str], str] | None:
     """(named subject, (auxiliary, adverb and dictionary form), what follows) of an active clause: "the
     Infirmary first opened the Stillroom" -> ("the Infirmary", ("did", "first open"), " the Stillroom")."""
-    for m in re.finditer(r"(?<=\s)(?P<adv>(?:first|also|later)\s)?(?P<verb>[a-z]+)\b", body):
+    for m in re.finditer(rf"(?<=\s){ADVERB}(?P<verb>[a-z]+)\b", body):
         word, rest = m["verb"], body[m.end():]
         if word in ("was", "were", "is", "are", "had", "became", "becomes") or (
                 word == "has" and re.match(rf"\s(?:been|[a-z]+(?:ed|en)|{'|'.join(PARTICIPLES)})\b", rest)):
@@ -241,6 +237,14 @@ def _past_lemma(word: str) -> str | None:
     that is none."""
     return next((lemma for lemma in getAllLemmas(word, upos="VERB").get("VERB", ()) if word in getInflection(
         lemma, tag="VBD") or word.endswith("ed") and word in getInflection(lemma, tag="VBN")), None)  # "fitted"
+
+
+def _time_phrase_last(before: str) -> tuple[str, str]:
+    """The part of a clause before its answer without a leading time phrase, and that phrase to close the
+    question with: "In 1766 the Infirmary opened " -> ("the Infirmary opened ", " in 1766")."""
+    if not (time := TIME_PHRASE.match(before)):
+        return before, ""
+    return before[time.end():], " " + time.group()[0].lower() + time.group()[1:].rstrip(" ,")
 
 
 def _is_verb(word: str) -> bool:
