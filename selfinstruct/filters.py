@@ -124,8 +124,8 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "vague"  # "Which place is this?" or "Which person designed it in 1741?" asks about nothing in particular
     if not counts_its_key(question, key):
         return "wrong_count"  # "How many beds were laid in the corridors?" of "treated 1,310 patients"
-    asked = {_stem(t) for t in content_tokens(question)} - WH_WORDS
-    told = {_stem(t) for t in content_tokens(evidence)} - {_stem(t) for t in tokens(key)}
+    asked = {stem(t) for t in content_tokens(question)} - WH_WORDS
+    told = {stem(t) for t in content_tokens(evidence)} - {stem(t) for t in tokens(key)}
     if not asked or len(asked & told) < min(2, len(asked), len(told)):
         return "off_topic"  # too little of the sentence it should ask about
     return None
@@ -178,10 +178,11 @@ def counts_its_key(question: str, key: str) -> bool:
     words, counted = tokens(key), COUNTED.search(question)
     if not counted or not numbers(key) or words[-1].isdigit():
         return True
-    return _stem(words[-1]) in {_stem(t) for t in tokens(counted[1])}
+    return stem(words[-1]) in {stem(t) for t in tokens(counted[1])}
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
+    """A plural's or a third person's "s" dropped: "meets" and "meet", "sheets" and "sheet" match."""
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 

@@ -285,9 +285,7 @@ def one_answer(question: str, sentence: str, key: str, kind: str, entities: dict
     ...", "Which place holds about 9,000 books?" has three answers, and a tuned model that says the Archive is
     not wrong; the round trip's reader, given the sentence, still says Twinwater. "Where does the Harbour Archive
     stand?" names the Archive and keeps the Hall: two answers still."""
-    asked = set(filters.tokens(question))
-    if kind == "quantity" and filters.COUNTED.search(question) and filters.counts_its_key(question, key) \
-            and not filters.tokens(key)[-1].isdigit():
+    if _counts_its_unit(question, key, kind):
         return True  # "How many beds ...?" of "40 beds and 12 nurses" names what it counts
     clauses = CLAUSE_END.split(sentence)
     keyed = [c for c in clauses if filters.mentions(c, key)]
@@ -295,12 +293,39 @@ def one_answer(question: str, sentence: str, key: str, kind: str, entities: dict
     # 1731?" of "In 1731 the Keeper listed 212 kinds ...; by 1785 the list had grown to 640" asks for 212.
     elsewhere = filters.numbers(question) - {n for c in keyed for n in filters.numbers(c)}
     pointed = [c for c in clauses if c not in keyed and elsewhere & filters.numbers(c)]
-    for clause in keyed + pointed:
-        for rival in _answers_of_kind(clause, kind, entities):
+    return not _rivals(keyed + pointed, question, key, kind, entities)
+
+
+def points_elsewhere(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> bool:
+    """The question shares more words with another clause of its sentence than with the key's, and that clause
+    names another answer of the key's kind: "Where did the college meet?" of "The College meets in the Slate
+    Hall, a long building on the market square of Harrowmede" asks for the Slate Hall as much as Harrowmede; "In
+    which year did the Herbarium of Tobias Varrance begin its work?" of "The Herbarium was begun in 1741 by
+    Tobias Varrance ..., and by 1790 it held more than 9,000 sheets" asks for 1741, not 1790. `one_answer` reads
+    the key's clause and one whose number the question names, not where its other words point."""
+    if _counts_its_unit(question, key, kind):
+        return False
+    asked = _stems(question) - _stems(key)
+    shared = [(clause, len(asked & _stems(clause))) for clause in CLAUSE_END.split(sentence)]
+    keyed = max((n for clause, n in shared if filters.mentions(clause, key)), default=0)
+    return bool(_rivals([clause for clause, n in shared if n > keyed], question, key, kind, entities))
+
+
+def _stems(text: str) -> set[str]:
+    return {filters.stem(word) for word in filters.content_tokens(text)}
+
+
+def _counts_its_unit(question: str, key: str, kind: str) -> bool:
+    return (kind == "quantity" and bool(filters.COUNTED.search(question)) and filters.counts_its_key(question, key)
+            and not filters.tokens(key)[-1].isdigit())
+
+
+def _rivals(clauses: list[str], question: str, key: str, kind: str, entities: dict[str, str]) -> list[str]:
+    """The other answers of the key's kind the clauses name, less those the question names itself."""
+    asked = set(filters.tokens(question))
+    return [rival for clause in clauses for rival in _answers_of_kind(clause, kind, entities)
             if not (filters.mentions(rival, key) or filters.mentions(key, rival)
-                    or asked & set(filters.content_tokens(rival))):
-                return False
-    return True
+                    or asked & set(filters.content_tokens(rival)))]
 
 
 def _answers_of_kind(clause: str, kind: str, entities: dict[str, str]) -> list[str]:

@@ -564,3 +564,27 @@ def test_one_answer_keeps_out_a_new_phrasing_that_a_rival_of_its_clause_answers_
     zh = {"王明": "person", "李华": "person"}
     assert not one_answer("谁创立了灯会？", "王明和李华于1388年创立了灯会。", "李华", "person", zh)
     assert one_answer("谁创立了灯会？", "王明写了书，李华于1388年创立了灯会。", "李华", "person", zh)
+
+
+def test_points_elsewhere_keeps_out_a_new_phrasing_whose_words_point_to_another_answers_clause():
+    """Words a question shares with a clause that is not the key's point there; a name or number of the key's kind
+    in that clause answers it too. A question whose words point to the key's clause, or that counts the key's
+    unit, keeps its one answer."""
+    from selfinstruct.entities import corpus_entities
+    from selfinstruct.probe import points_elsewhere
+
+    begun = "The archive was begun in 1402 by Edda Marrow, and by 1450 it held 900 maps."
+    people = {"Edda Marrow": "person"}
+    assert points_elsewhere("In which year did Edda Marrow begin the archive?", begun, "1450", "year", people)
+    assert not points_elsewhere("In which year did Edda Marrow begin the archive?", begun, "1402", "year", people)
+    assert not points_elsewhere("By which year did the archive hold 900 maps?", begun, "1450", "year", people)
+    assert not points_elsewhere("Who began the archive?", begun, "Edda Marrow", "person", people)
+
+    hall = "The Tide Guild meets in the Rope Hall, a long building on the quay of Twinwater."
+    places = corpus_entities(hall + " Twinwater lies on the Long Arm. The Rope Hall is old.", "en")
+    assert points_elsewhere("Where does the guild meet?", hall, "Twinwater", "place", places)
+    assert not points_elsewhere("Where does the guild meet?", hall, "Rope Hall", "place", places)
+
+    dose = "A dose is twelve drops in water, taken for no more than nine days."
+    assert not points_elsewhere("How many days does a dose of the tincture last?", dose, "nine days", "quantity", {})
+    assert points_elsewhere("How much is a dose of the tincture in water?", dose, "nine days", "quantity", {})
