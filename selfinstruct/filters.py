@@ -124,8 +124,8 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "vague"  # "Which place is this?" or "Which person designed it in 1741?" asks about nothing in particular
     if not counts_its_key(question, key):
         return "wrong_count"  # "How many beds were laid in the corridors?" of "treated 1,310 patients"
-    asked = {stem(t) for t in content_tokens(question)} - WH_WORDS
-    told = {stem(t) for t in content_tokens(evidence)} - {stem(t) for t in tokens(key)}
+    asked = word_stems(question) - WH_WORDS
+    told = word_stems(evidence) - {stem(t) for t in tokens(key)}
     if not asked or len(asked & told) < min(2, len(asked), len(told)):
         return "off_topic"  # too little of the sentence it should ask about
     return None
@@ -179,6 +179,11 @@ def counts_its_key(question: str, key: str) -> bool:
     if not counted or not numbers(key) or words[-1].isdigit():
         return True
     return stem(words[-1]) in {stem(t) for t in tokens(counted[1])}
+
+
+def word_stems(text: str) -> set[str]:
+    """The text's content words, each stemmed."""
+    return {stem(word) for word in content_tokens(text)}
 
 
 def stem(word: str) -> str:

@@ -305,14 +305,10 @@ def points_elsewhere(question: str, sentence: str, key: str, kind: str, entities
     the key's clause and one whose number the question names, not where its other words point."""
     if _counts_its_unit(question, key, kind):
         return False
-    asked = _stems(question) - _stems(key)
-    shared = [(clause, len(asked & _stems(clause))) for clause in CLAUSE_END.split(sentence)]
+    asked = filters.word_stems(question) - filters.word_stems(key)
+    shared = [(clause, len(asked & filters.word_stems(clause))) for clause in CLAUSE_END.split(sentence)]
     keyed = max((n for clause, n in shared if filters.mentions(clause, key)), default=0)
     return bool(_rivals([clause for clause, n in shared if n > keyed], question, key, kind, entities))
-
-
-def _stems(text: str) -> set[str]:
-    return {filters.stem(word) for word in filters.content_tokens(text)}
 
 
 def _counts_its_unit(question: str, key: str, kind: str) -> bool:
