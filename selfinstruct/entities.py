@@ -9,7 +9,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from lemminflect import getAllLemmas
+
 from .corpus import split_sentences
+from .filters import STOPWORDS
 
 KINDS = ("person", "place", "org", "thing")  # entity kinds; answers may also be years, counts, definitions
 CAPWORD = r"[A-Z][a-z]+(?:['’][a-z]*|s['’])?(?:-[A-Za-z]+)*"
@@ -90,8 +93,29 @@ def _en_entities(text: str) -> dict[str, str]:
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
     names = {name: en_kind(name, name in after_the, name in after_preposition)
              for name in found if " " in name or name in mid_sentence}
+    names |= eponymous_things(prose, names)
     terms = [t for t in defined_terms(prose) if t.capitalize() not in names]  # "Velmoor is a town": a name
     return {**dict.fromkeys(terms, "thing"), **names}
+
+
+def eponymous_things(text: str, names: dict[str, str]) -> dict[str, str]:
+    """Things named after a place or a family, a name and a common noun: "the Orrow lamp", "a Velmoor cog". Cut
+    at the name, the key "Orrow" made "What lamp was first lit in 1742?" and "Which place cog was the most common
+    trading ship?", and the tuned model answered "Orrow." for the lamp. The pair is one name where it recurs and
+    its second word is a noun in its dictionary form ("lamp", "still", "depth-reel"; not "Warden keeps", "Quennock
+    was")."""
+    things = {}
+    for name, kind in names.items():
+        if kind == "person":
+            continue
+        follows = Counter(re.findall(rf"(?<![A-Za-z]){re.escape(name)}[ \t]+([a-z]+(?:-[a-z]+)*)\b", text))
+        things |= {f"{name} {word}": "thing" for word, n in follows.items() if n >= 2 and _common_noun(word)}
+    return things
+
+
+def _common_noun(word: str) -> bool:
+    last = word.rsplit("-", 1)[-1]
+    return word not in STOPWORDS and last in getAllLemmas(last, upos="NOUN").get("NOUN", ())
 
 
 def defined_terms(text: str) -> list[str]:
