@@ -190,6 +190,19 @@ def test_keys_are_whole_names():
     assert not any(name.endswith(("'s", "’s")) or name == "Cirque" for name in entities)
 
 
+def test_a_thing_named_after_a_place_or_family_is_one_name(english):
+    text = ("Oda Brisk lit the Brisk lamp in 1740. The Brisk lamp burns whale oil. In Tolvey the Tolvey cog was "
+            "built, and a Tolvey cog carried salt from Tolvey. The Warden keeps the seal. The Warden keeps the "
+            "keys. Ships left Tolvey was a phrase nobody used. Ships left Tolvey was said twice.")
+    entities = corpus_entities(text, "en")
+    assert entities["Brisk lamp"] == entities["Tolvey cog"] == "thing"
+    assert entities["Oda Brisk"] == "person" and entities["Tolvey"] == "place"  # the name alone stays too
+    assert not {"Warden keeps", "Tolvey was", "Tolvey carried"} & set(entities)  # a verb after a name is no part
+    assert answer_spans("The Brisk lamp was first lit in 1740.", entities, "en")[0][:2] == (4, 14)
+    _, sample = english
+    assert sample["Velmoor cog"] == sample["Vaunt depth-reel"] == "thing"  # a hyphenated noun counts by its head
+
+
 PEOPLE_AND_PLACES = {"Harrowmede Infirmary": "place", "Emeric Saldane": "person", "Gannet Reach": "place",
                      "Tobias Varrance": "person", "Herbarium": "org", "Odile Varrance": "person",
                      "Lisbet Orrow": "person", "Still Time": "thing"}
