@@ -74,8 +74,8 @@ def _en_recombined(entities: dict[str, str]) -> dict[str, str]:
     for name, kind in entities.items():
         words = name.split()
         stem = [w for w in words if w not in markers and w not in ("of", "the", "de", "van")]
-        # One stem beside its markers: "Ottering Bridge", "Isle of Seim". A capitalised one: "Vaunt depth-reel"
-        # would lend "depth-reel Lamp", a question's capitals show only a known "Lamp" and no name check sees it.
+        # One stem beside its markers: "Ottering Bridge", "Isle of Seim"; and a capitalised one: "Vaunt depth-reel"
+        # would lend "depth-reel Lamp", whose capitals show only a known "Lamp", so no name check sees it.
         if len(words) < 2 or len(stem) != 1 or not stem[0][0].isupper():
             continue
         patterns.setdefault(kind, set()).add(re.sub(rf"\b{re.escape(stem[0])}\b", "{}", name, count=1))
