@@ -128,7 +128,24 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
     told = word_stems(evidence) - {stem(t) for t in tokens(key)}
     if not asked or len(asked & told) < min(2, len(asked), len(told)):
         return "off_topic"  # too little of the sentence it should ask about
+    if not cloze and askew(question):
+        return "askew"  # "In what year was Tobias Varrance?", "Who was the person who designed 1741?"
     return None
+
+
+# A question asking when or how many needs an event or a thing counted besides the names it holds: "In what
+# year was Tobias Varrance?" has none. A year read as a verb's object ("Who was the person who designed 1741?")
+# follows no preposition or determiner. The small writer makes both, and the round trip passes them: its reader,
+# given the sentence, finds the one year or person in it whatever the question asks.
+ASKS_WHEN_OR_COUNT = re.compile(r"(?i)\b(?:when|(?:what|which)\s+year|how\s+(?:many|much|long|old))\b")
+BARE_YEAR = re.compile(r"(?i)\b(?!(?:in|by|of|since|until|till|before|after|from|to|around|about|during|between|"
+                       r"and|or|than|through|circa|the|year|early|late|mid)\b)[a-z]+,?\s+(?:1\d|20)\d\d\b")
+
+
+def askew(question: str) -> bool:
+    named = {t for name in names(question) for t in tokens(name)}
+    said = set(content_tokens(question)) - WH_WORDS - {"year", "years"} - named
+    return bool(not said and ASKS_WHEN_OR_COUNT.search(question) or BARE_YEAR.search(question))
 
 
 def dangling_pronoun(question: str) -> bool:

@@ -67,6 +67,23 @@ def test_question_checks(question, reason):
     assert check_question(question, "1206", SENTENCE, WINDOW) == reason
 
 
+LAMP = "Lisbet Orrow designed the Orrow lamp in 1741, and Tobias Varrance planted the Long Garden."
+
+
+@pytest.mark.parametrize("question, key, reason", [
+    ("In what year was Tobias Varrance?", "1741", "askew"),  # no event: the names alone
+    ("Who was the person who designed 1741?", "Lisbet Orrow", "askew"),  # a year as the verb's object
+    ("When was the Long Garden?", "1741", "askew"),
+    ("In which year did Lisbet Orrow design the Orrow lamp?", "1741", None),  # "design" is "designed"
+    ("What did Tobias Varrance plant?", "Long Garden", None),
+    ("Who planted the Long Garden?", "Tobias Varrance", None),
+    ("Who is Tobias Varrance?", "Long Garden", None),  # who a name is needs no event
+    ("Complete: In 1741 Lisbet Orrow designed the ...", "Orrow lamp", None),  # a cloze is its sentence's words
+])
+def test_a_question_asks_about_an_event_not_a_name_alone(question, key, reason):
+    assert check_question(question, key, LAMP, LAMP) == reason
+
+
 @pytest.mark.parametrize("question, key, fits", [
     ("How many patients did the Infirmary treat in 1786?", "1,310 patients", True),
     ("How many beds had to be laid in the corridors in 1786?", "1,310 patients", False),  # the sentence's other count

@@ -23,7 +23,7 @@ REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "an
 REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
            "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded", "not_one_fact",
-           "wrong_count", "two_answers"}
+           "wrong_count", "two_answers", "askew"}
 
 
 def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):
