@@ -143,9 +143,14 @@ BARE_YEAR = re.compile(r"(?i)\b(?!(?:in|by|of|since|until|till|before|after|from
 
 
 def askew(question: str) -> bool:
-    named = {t for name in names(question) for t in tokens(name)}
-    said = set(content_tokens(question)) - WH_WORDS - {"year", "years"} - named
+    said = unnamed_words(question) - {"years"}
     return bool(not said and ASKS_WHEN_OR_COUNT.search(question) or BARE_YEAR.search(question))
+
+
+def unnamed_words(text: str) -> set[str]:
+    """The text's content words besides question words and the words of its names."""
+    named = {t for name in names(text) for t in tokens(name)}
+    return set(content_tokens(text)) - WH_WORDS - named
 
 
 def dangling_pronoun(question: str) -> bool:
@@ -155,8 +160,7 @@ def dangling_pronoun(question: str) -> bool:
     if not match:
         return False
     before = question[:match.start()]
-    named = {t for name in names(before) for t in tokens(name)}
-    return len(set(content_tokens(before)) - WH_WORDS - named) <= 1
+    return len(unnamed_words(before)) <= 1
 
 
 # A second question joined to the first ("In what year and on what island ...?", "..., and what was his office?")
