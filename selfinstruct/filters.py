@@ -136,10 +136,12 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
 # A question asking when or how many needs an event or a thing counted besides the names it holds: "In what
 # year was Tobias Varrance?" has none. A year read as a verb's object ("Who was the person who designed 1741?")
 # follows no preposition or determiner. The small writer makes both, and the round trip passes them: its reader,
-# given the sentence, finds the one year or person in it whatever the question asks.
+# given the sentence, finds the one year or person in it whatever the question asks. Nor does a question that
+# asks for a year and names one in the same breath ("In which year 1709 did the Greylag Maid ...?").
 ASKS_WHEN_OR_COUNT = re.compile(r"(?i)\b(?:when|(?:what|which)\s+year|how\s+(?:many|much|long|old))\b")
 BARE_YEAR = re.compile(r"(?i)\b(?!(?:in|by|of|since|until|till|before|after|from|to|around|about|during|between|"
-                       r"and|or|than|through|circa|the|year|early|late|mid)\b)[a-z]+,?\s+(?:1\d|20)\d\d\b")
+                       r"and|or|than|through|circa|the|year|early|late|mid)\b)[a-z]+,?\s+(?:1\d|20)\d\d\b"
+                       r"|\b(?:what|which)\s+year\s+(?:1\d|20)\d\d\b")
 
 
 def askew(question: str) -> bool:

@@ -154,6 +154,9 @@ class QuestionWriter:
             elif not c.reason and c.origin == "model" and not one_answer(c.question, c.fact.sentence, c.fact.key,
                                                                           c.fact.kind, self.entities):
                 c.reason = "two_answers"  # "Who was accused of drying tessaline?" keyed to the one who accused
+            elif not c.reason and c.origin == "model" and asks_another_clause(c.question, c.fact.sentence, c.fact.key,
+                                                                               c.fact.kind, self.entities):
+                c.reason = "other_clause"
         # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
         self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
         if self.language == "en":
@@ -331,6 +334,44 @@ def _answers_of_kind(clause: str, kind: str, entities: dict[str, str]) -> list[s
     if kind == "quantity":  # "one" is more often "one of the" than a count
         return sorted(filters.numbers(clause) - set(years) - {"1"})
     return [clause[s:e] for s, e, k in find_mentions(clause, entities) if k in ANSWER_KINDS.get(kind, ())]
+
+
+# Where one of a sentence's coordinated clauses ends and the next, with its own subject, begins.
+COORDINATED = re.compile(r";|；|,\s+(?:and|but|while|whereas)\s+|，(?:而|并|但)")
+# A pronoun that carries a name of one clause into the other ("and under him the Infirmary began ...").
+CARRIER = re.compile(r"(?i)\b(?:it|its|he|his|him|she|her|they|their|them)\b|[它他她其]")
+
+
+def asks_another_clause(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> bool:
+    """The question is about a part of its sentence that does not state the key: see `_names_another_clause`
+    and `_leaves_out_the_relation`. A question that carries the other clause along (a template, a cloze) says
+    what it asks."""
+    return (kind == "person" and _leaves_out_the_relation(question, sentence, key)
+            or _names_another_clause(question, sentence, key, entities))
+
+
+def _names_another_clause(question: str, sentence: str, key: str, entities: dict[str, str]) -> bool:
+    """It names only things of a coordinated clause other than the key's, and no pronoun ties the two: "In which
+    year did the Windrow Ward open?" keyed 1774 of "Ysolde Saldane founded the Windrow Ward in 1760 ..., and the
+    Hollin Ward, opened in 1774, ..."."""
+    clauses = COORDINATED.split(sentence)
+    keyed = [c for c in clauses if filters.mentions(c, key)]
+    if len(keyed) != 1 or len(COORDINATED.split(question)) > 1:
+        return False
+    names = [sentence[s:e] for s, e, _ in find_mentions(sentence, entities)] + sorted(filters.numbers(sentence))
+    asked = [n for n in names if filters.mentions(question, n) and not filters.mentions(key, n)]
+    if not asked or any(filters.mentions(keyed[0], n) for n in asked):
+        return False
+    theirs = [c for c in clauses if any(filters.mentions(c, n) for n in asked)]
+    return not any(CARRIER.search(c) for c in keyed + theirs)
+
+
+def _leaves_out_the_relation(question: str, sentence: str, key: str) -> bool:
+    """The sentence names the key only as another person's relative, and the question asks without the relation:
+    "Who found that marrowbell root ...?" keyed Emeric Saldane of "Ysolde Saldane, the daughter of Emeric
+    Saldane, found that ..." asks for the daughter."""
+    relative = re.search(rf"(?:^|,)\s*(?:the|a|an|his|her)\s+((?:\w+\s+){{0,2}}?\w+)\s+of\s+{re.escape(key)}", sentence)
+    return bool(relative) and not filters.word_stems(relative.group(1)) & filters.word_stems(question)
 
 
 class Pipeline:

@@ -74,6 +74,7 @@ LAMP = "Lisbet Orrow designed the Orrow lamp in 1741, and Tobias Varrance plante
     ("In what year was Tobias Varrance?", "1741", "askew"),  # no event: the names alone
     ("Who was the person who designed 1741?", "Lisbet Orrow", "askew"),  # a year as the verb's object
     ("When was the Long Garden?", "1741", "askew"),
+    ("In which year 1741 was the Orrow lamp designed?", "Lisbet Orrow", "askew"),  # asks for a year it names
     ("In which year did Lisbet Orrow design the Orrow lamp?", "1741", None),  # "design" is "designed"
     ("What did Tobias Varrance plant?", "Long Garden", None),
     ("Who planted the Long Garden?", "Tobias Varrance", None),

@@ -23,7 +23,7 @@ REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "an
 REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
            "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded", "not_one_fact",
-           "wrong_count", "two_answers", "askew"}
+           "wrong_count", "two_answers", "askew", "other_clause"}
 
 
 def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):
@@ -252,6 +252,23 @@ def test_a_model_question_that_two_names_of_its_clause_answer_is_a_reject(tmp_pa
     rejects = [r for r in read(tmp_path / "run" / "rejects.jsonl") if r["reason"] == "two_answers"]
     assert not asked, "Edda Marrow and Tobias Quill both answer it: neither key is the question's one answer"
     assert {r["question"] for r in rejects} == {"Who founded the Lantern Guild of Velmoor?"}
+
+
+def test_a_model_question_about_the_other_clause_of_its_sentence_is_a_reject(tmp_path, tiny_model, fake_engine,
+                                                                             monkeypatch):
+    import tests.conftest as conftest
+
+    corpus = tmp_path / "wards.txt"
+    corpus.write_text("Marta Quell founded the Salt Ward in 1760 for sailors, and the Reed Ward, opened in 1774, "
+                      "cares for children.\n", encoding="utf-8")
+    writer = conftest.scripted_reply
+    monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: " did the Salt Ward open?"
+                        if '"1774"' in prompt and prompt.endswith("In which year") else writer(prompt))
+    assert generate(tmp_path, tiny_model, corpus=corpus) == 0
+    kept = {p["question"]: p["key"] for p in read(tmp_path / "run" / "qa.jsonl") if p["answerable"]}
+    rejects = [r for r in read(tmp_path / "run" / "rejects.jsonl") if r["reason"] == "other_clause"]
+    assert kept.get("In which year did the Salt Ward open?") is None, "the Salt Ward opened in 1760, not 1774"
+    assert "In which year did the Salt Ward open?" in {r["question"] for r in rejects}
 
 
 def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):

@@ -530,6 +530,33 @@ def test_a_new_phrasing_asks_for_one_fact(question, sentence, one):
     assert asks_one_fact(question, sentence) is one
 
 
+def test_a_question_about_another_clause_than_its_keys_is_told_apart():
+    """A question naming only what another coordinated clause says, with no pronoun to tie the two, asks about
+    that clause; so does a who-question of a name the sentence gives only as another person's relative."""
+    from selfinstruct.generate import asks_another_clause
+
+    wards = ("Marta Quell founded the Salt Ward in 1760 for sailors, and the Reed Ward, opened in 1774, cares for "
+             "children.")
+    entities = {"Marta Quell": "person", "Salt Ward": "place", "Reed Ward": "place"}
+    assert asks_another_clause("In which year did the Salt Ward open?", wards, "1774", "year", entities)
+    assert not asks_another_clause("In which year did the Reed Ward open?", wards, "1774", "year", entities)
+    assert asks_another_clause("Who built the Reed Ward?", wards, "Marta Quell", "person", entities)
+    assert not asks_another_clause("Who set up the Salt Ward?", wards, "Marta Quell", "person", entities)
+    assert not asks_another_clause("Complete: Marta Quell founded the Salt Ward in 1760 for sailors, and the ...",
+                                   wards, "Reed Ward", "place", entities)  # a cloze carries its clause along
+    kept = "Jon Hale kept the light from 1737, and under him the Reed Ward began its log."
+    assert not asks_another_clause("Under whom did the Reed Ward begin its log?", kept, "Jon Hale", "person",
+                                   {"Jon Hale": "person", "Reed Ward": "place"})  # "him" ties the clauses
+
+    daughter = "In 1749 Ysa Quell, the daughter of Marta Quell, found that dried reed root lost its danger."
+    people = {"Ysa Quell": "person", "Marta Quell": "person"}
+    assert asks_another_clause("Who found that dried reed root lost its danger?", daughter, "Marta Quell", "person",
+                               people)
+    assert not asks_another_clause("Whose daughter was Ysa Quell?", daughter, "Marta Quell", "person", people)
+    assert not asks_another_clause("Who found that dried reed root lost its danger?", daughter, "Ysa Quell",
+                                   "person", people)
+
+
 def test_one_answer_keeps_out_a_new_phrasing_that_a_rival_of_its_clause_answers_as_well():
     """A name or number of the key's kind in the key's clause, which the question does not name, answers it too;
     one in another clause is told apart by the relation's words, and a question that names it rules it out."""
