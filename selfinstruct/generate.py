@@ -338,8 +338,9 @@ def _answers_of_kind(clause: str, kind: str, entities: dict[str, str]) -> list[s
 
 # Where one of a sentence's coordinated clauses ends and the next, with its own subject, begins.
 COORDINATED = re.compile(r";|；|,\s+(?:and|but|while|whereas)\s+|，(?:而|并|但)")
-# A pronoun that carries a name of one clause into the other ("and under him the Infirmary began ...").
-CARRIER = re.compile(r"(?i)\b(?:it|its|he|his|him|she|her|they|their|them)\b|[它他她其]")
+# A word that carries a name of one clause into the other ("and under him the Infirmary began ...", "and more
+# than 70 ships were wrecked there").
+CARRIER = re.compile(r"(?i)\b(?:it|its|he|his|him|she|her|they|their|them|there)\b|[它他她其]")
 
 
 def asks_another_clause(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> bool:
