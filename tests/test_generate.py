@@ -236,39 +236,40 @@ def test_a_model_question_that_asks_two_things_is_a_reject(tmp_path, tiny_model,
     assert rejects and "not_one_fact" in {r["reason"] for r in rejects}
 
 
-def test_a_model_question_that_two_names_of_its_clause_answer_is_a_reject(tmp_path, tiny_model, fake_engine,
-                                                                          monkeypatch):
+def generate_with_writer(tmp_path, tiny_model, monkeypatch, text: str, reply) -> tuple[list[dict], list[dict]]:
+    """qa.jsonl and rejects.jsonl of a run on `text`, the scripted writer answering a prompt with `reply(prompt)`
+    where that gives a reply."""
     import tests.conftest as conftest
 
-    corpus = tmp_path / "guild.txt"
-    corpus.write_text("Edda Marrow and Tobias Quill founded the Lantern Guild of Velmoor in 1388. The guild kept "
-                      "forty-six lamps burning along the harbour wall of Velmoor until 1410.\n", encoding="utf-8")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text, encoding="utf-8")
     writer = conftest.scripted_reply
-    monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: " founded the Lantern Guild of Velmoor?"
-                        if prompt.endswith("Who") else writer(prompt))
+    monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: reply(prompt) or writer(prompt))
     assert generate(tmp_path, tiny_model, corpus=corpus) == 0
-    asked = [p for p in read(tmp_path / "run" / "qa.jsonl") if p["question"] == "Who founded the Lantern Guild of "
-             "Velmoor?"]
-    rejects = [r for r in read(tmp_path / "run" / "rejects.jsonl") if r["reason"] == "two_answers"]
+    return read(tmp_path / "run" / "qa.jsonl"), read(tmp_path / "run" / "rejects.jsonl")
+
+
+def test_a_model_question_that_two_names_of_its_clause_answer_is_a_reject(tmp_path, tiny_model, fake_engine,
+                                                                          monkeypatch):
+    pairs, rejects = generate_with_writer(
+        tmp_path, tiny_model, monkeypatch, "Edda Marrow and Tobias Quill founded the Lantern Guild of Velmoor in "
+        "1388. The guild kept forty-six lamps burning along the harbour wall of Velmoor until 1410.\n",
+        lambda prompt: " founded the Lantern Guild of Velmoor?" if prompt.endswith("Who") else None)
+    asked = [p for p in pairs if p["question"] == "Who founded the Lantern Guild of Velmoor?"]
     assert not asked, "Edda Marrow and Tobias Quill both answer it: neither key is the question's one answer"
-    assert {r["question"] for r in rejects} == {"Who founded the Lantern Guild of Velmoor?"}
+    assert {r["question"] for r in rejects if r["reason"] == "two_answers"} == {
+        "Who founded the Lantern Guild of Velmoor?"}
 
 
 def test_a_model_question_about_the_other_clause_of_its_sentence_is_a_reject(tmp_path, tiny_model, fake_engine,
                                                                              monkeypatch):
-    import tests.conftest as conftest
-
-    corpus = tmp_path / "wards.txt"
-    corpus.write_text("Marta Quell founded the Salt Ward in 1760 for sailors, and the Reed Ward, opened in 1774, "
-                      "cares for children.\n", encoding="utf-8")
-    writer = conftest.scripted_reply
-    monkeypatch.setattr(conftest, "scripted_reply", lambda prompt: " did the Salt Ward open?"
-                        if '"1774"' in prompt and prompt.endswith("In which year") else writer(prompt))
-    assert generate(tmp_path, tiny_model, corpus=corpus) == 0
-    kept = {p["question"]: p["key"] for p in read(tmp_path / "run" / "qa.jsonl") if p["answerable"]}
-    rejects = [r for r in read(tmp_path / "run" / "rejects.jsonl") if r["reason"] == "other_clause"]
+    pairs, rejects = generate_with_writer(
+        tmp_path, tiny_model, monkeypatch, "Marta Quell founded the Salt Ward in 1760 for sailors, and the Reed "
+        "Ward, opened in 1774, cares for children.\n",
+        lambda prompt: " did the Salt Ward open?" if '"1774"' in prompt and prompt.endswith("In which year") else None)
+    kept = {p["question"]: p["key"] for p in pairs if p["answerable"]}
     assert kept.get("In which year did the Salt Ward open?") is None, "the Salt Ward opened in 1760, not 1774"
-    assert "In which year did the Salt Ward open?" in {r["question"] for r in rejects}
+    assert "In which year did the Salt Ward open?" in {r["question"] for r in rejects if r["reason"] == "other_clause"}
 
 
 def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):
