@@ -227,8 +227,9 @@ def check_answer(answer: str, window: str, min_support: float) -> tuple[str | No
 
 def mentions(text: str, key: str) -> bool:
     """The key's words, in order, in the text (function words ignored on both sides: "Isle of X" ~ "Isle X";
-    a possessive is its name: "Hugo Merrivane's carabine" holds "Hugo Merrivane")."""
-    key_tokens = [t for t in tokens(key) if t not in STOPWORDS] or tokens(key)
+    a possessive is its name on both sides: "Hugo Merrivane's carabine" holds "Hugo Merrivane", and "Velmoor began
+    as a fishing village called Velm's Landing" holds "Velm's Landing")."""
+    key_tokens = [_without_possessive(t) for t in tokens(key) if t not in STOPWORDS] or tokens(key)
     text_tokens = [_without_possessive(t) for t in tokens(text) if t not in STOPWORDS or t in key_tokens]
     n = len(key_tokens)
     return n > 0 and any(text_tokens[i:i + n] == key_tokens for i in range(len(text_tokens) - n + 1))

@@ -8,6 +8,7 @@ from selfinstruct.filters import (
     counts_its_key,
     dangling_pronoun,
     first_sentence,
+    mentions,
     support,
     token_f1,
     tokens,
@@ -137,6 +138,16 @@ def test_roundtrip_agreement_reads_the_first_sentence_only():
     assert not agrees("The answer is 2018. Some say 1206.", "1206")
     assert agrees("It lies 3.5 miles off. Some say four.", "3.5 miles")  # a decimal point ends no sentence
     assert first_sentence("苍箬镇。卜怀渊建立了它。") == "苍箬镇。"
+
+
+
+def test_a_name_with_a_possessive_is_found_where_it_stands():
+    # The round trip reads a reply with `mentions`: before the key's own "'s" was dropped as the text's was,
+    # no question about "Velm's Landing" could pass it.
+    assert agrees("It was called Velm's Landing.", "Velm's Landing")
+    assert mentions("Velm's Landing's boats", "Velm's Landing")
+    assert mentions("Hugo Merrivane's carabine", "Hugo Merrivane")
+    assert not mentions("Velm's boats landing", "Velm's Landing")
 
 
 def test_token_f1():
