@@ -447,10 +447,11 @@ establish:found, invented:devised, invent:devise, devised:invented, devise:inven
 created:made, create:make, led:headed, lead:head, introduced:brought in, introduce:bring in, discovered:found,
 discover:find, the first:the earliest, the largest:the biggest, the biggest:the largest, began:started,
 begin:start, started:began, finished:completed, completed:finished, named:called, called:named,
-became:turned into, become:turn into, died:passed away, bought:purchased, purchased:bought, wrote:penned,
+became:came to be, become:come to be, died:passed away, bought:purchased, purchased:bought, wrote:penned,
 governed:ruled, governs:rules, ruled:governed, used:employed, ship:vessel, vessel:ship, physician:doctor,
 doctor:physician, remedy:medicine, medicine:remedy, sailors:seamen, hospital:infirmary, town:settlement,
-island:isle, served as:worked as, known as:called""".split(","))
+island:isle, served as:worked as, known as:called, became known as:was called,
+become known as:be called""".split(","))
 SYNONYM_WORD = re.compile(r"(?i)\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b")
 
 

@@ -256,6 +256,8 @@ def test_trimmed_questions(question, key, expected):
     ("What is the First Wallmaster called?", "What is the First Wallmaster named?"),  # never inside a name
     ("Complete: Casimir Dunmoor built the ...", None),  # a cloze keeps the sentence's words
     ("In which year did the Island Guild ban it?", None),  # no word of the list
+    ("Which preparation became known as Saldane's Quiet?", "Which preparation was called Saldane's Quiet?"),
+    ("When did Jonas Hessary become the first President?", "When did Jonas Hessary come to be the first President?"),
 ])
 def test_reworded_questions(question, expected):
     assert reworded_question(question) == expected
