@@ -157,6 +157,9 @@ class QuestionWriter:
             elif not c.reason and c.origin == "model" and asks_another_clause(c.question, c.fact.sentence, c.fact.key,
                                                                                c.fact.kind, self.entities):
                 c.reason = "other_clause"
+            elif not c.reason and c.origin == "model" and points_elsewhere(c.question, c.fact.sentence, c.fact.key,
+                                                                            c.fact.kind, self.entities):
+                c.reason = "points_elsewhere"  # "When did the Greylag Maid bring the first settlers?" keyed 1744
         # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
         self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
         if self.language == "en":

@@ -23,7 +23,7 @@ REQUIRED = ("id", "source", "window", "start", "end", "fact_id", "question", "an
 REASONS = {"unparseable", "not_a_question", "question_length", "refers_to_passage", "answer_in_question", "vague",
            "question_ungrounded", "off_topic", "roundtrip_disagrees", "duplicate", "surplus_phrasing",
            "answer_empty", "answer_truncated", "ungrounded", "rewrite_ungrounded", "not_one_fact",
-           "wrong_count", "two_answers", "askew", "other_clause"}
+           "wrong_count", "two_answers", "askew", "other_clause", "points_elsewhere"}
 
 
 def generate(tmp_path, tiny_model, *extra, corpus=SAMPLE_EN, out="run"):
@@ -270,6 +270,19 @@ def test_a_model_question_about_the_other_clause_of_its_sentence_is_a_reject(tmp
     kept = {p["question"]: p["key"] for p in pairs if p["answerable"]}
     assert kept.get("In which year did the Salt Ward open?") is None, "the Salt Ward opened in 1760, not 1774"
     assert "In which year did the Salt Ward open?" in {r["question"] for r in rejects if r["reason"] == "other_clause"}
+
+
+
+def test_a_model_question_whose_words_point_to_another_year_is_a_reject(tmp_path, tiny_model, fake_engine,
+                                                                        monkeypatch):
+    pairs, rejects = generate_with_writer(
+        tmp_path, tiny_model, monkeypatch, "The Greylag Maid brought the first settlers in 1709 and sailed the "
+        "crossing until she was wrecked on the Tessel Shoals in 1744.\n",
+        lambda prompt: " did the Greylag Maid bring the first settlers?"
+        if '"1744"' in prompt and prompt.endswith("In which year") else None)
+    asked = "In which year did the Greylag Maid bring the first settlers?"
+    assert asked not in {p["question"] for p in pairs if p.get("key") == "1744"}, "she brought them in 1709"
+    assert asked in {r["question"] for r in rejects if r["reason"] == "points_elsewhere"}
 
 
 def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):
