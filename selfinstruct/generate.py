@@ -362,12 +362,18 @@ def _names_another_clause(question: str, sentence: str, key: str, entities: dict
     keyed = [c for c in clauses if filters.mentions(c, key)]
     if len(keyed) != 1 or len(COORDINATED.split(question)) > 1:
         return False
-    names = [sentence[s:e] for s, e, _ in find_mentions(sentence, entities)] + sorted(filters.numbers(sentence))
-    asked = [n for n in names if filters.mentions(question, n) and not filters.mentions(key, n)]
+    asked = [name for name in other_names(sentence, key, entities) if filters.mentions(question, name)]
     if not asked or any(filters.mentions(keyed[0], n) for n in asked):
         return False
     theirs = [c for c in clauses if any(filters.mentions(c, n) for n in asked)]
     return not any(CARRIER.search(c) for c in keyed + theirs)
+
+
+def other_names(sentence: str, key: str, entities: dict[str, str]) -> list[str]:
+    """The names and numbers in a sentence besides its key (and besides a name that holds it or that it holds)."""
+    names = [sentence[s:e] for s, e, _ in find_mentions(sentence, entities)]
+    return ([name for name in names if not filters.mentions(key, name) and not filters.mentions(name, key)]
+            + sorted(filters.numbers(sentence) - filters.numbers(key)))
 
 
 def _leaves_out_the_relation(question: str, sentence: str, key: str) -> bool:

@@ -19,8 +19,8 @@ from . import filters, prompts
 from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
-from .entities import KINDS, corpus_entities, find_mentions, invent_names, swap_in_invented
-from .generate import answers_with_key, asks_another_clause, one_answer, points_elsewhere, read_back
+from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
+from .generate import answers_with_key, asks_another_clause, one_answer, other_names, points_elsewhere, read_back
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
@@ -222,11 +222,7 @@ def anchors(pair: dict, corpus_text: str, entities: dict[str, str]) -> list[str]
     """The names and numbers in a fact's sentence besides its key. A new phrasing must keep one: "In what year
     did Tobias Varrance ...?" asks for one fact; the small model's "What is the name of the garden?" or "What
     number of times that three?" asks for none, and no reader could answer it either."""
-    sentence = corpus_text[pair["evidence"][0]:pair["evidence"][1]]
-    key = pair["key"]
-    names = [sentence[start:end] for start, end, _ in find_mentions(sentence, entities)]
-    return ([name for name in names if not filters.mentions(key, name) and not filters.mentions(name, key)]
-            + sorted(filters.numbers(sentence) - filters.numbers(key)))
+    return other_names(corpus_text[pair["evidence"][0]:pair["evidence"][1]], pair["key"], entities)
 
 
 def _write_paraphrases(generator, pairs, corpus_text, language, seed) -> list[tuple[dict, str, str | None]]:
