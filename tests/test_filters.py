@@ -140,7 +140,6 @@ def test_roundtrip_agreement_reads_the_first_sentence_only():
     assert first_sentence("苍箬镇。卜怀渊建立了它。") == "苍箬镇。"
 
 
-
 def test_a_name_with_a_possessive_is_found_where_it_stands():
     # The round trip reads a reply with `mentions`: before the key's own "'s" was dropped as the text's was,
     # no question about "Velm's Landing" could pass it.

@@ -272,7 +272,6 @@ def test_a_model_question_about_the_other_clause_of_its_sentence_is_a_reject(tmp
     assert "In which year did the Salt Ward open?" in {r["question"] for r in rejects if r["reason"] == "other_clause"}
 
 
-
 def test_a_model_question_whose_words_point_to_another_year_is_a_reject(tmp_path, tiny_model, fake_engine,
                                                                         monkeypatch):
     pairs, rejects = generate_with_writer(
