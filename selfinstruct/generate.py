@@ -149,17 +149,8 @@ class QuestionWriter:
         candidates = self.write_questions([f for fs in facts.values() for f in fs])
         for c in candidates:
             c.reason = c.reason or filters.check_question(c.question, c.fact.key, c.fact.sentence, c.fact.window.text)
-            if not c.reason and c.origin == "model" and not filters.asks_one_fact(c.question, c.fact.sentence):
-                c.reason = "not_one_fact"  # "Who was the first Keeper, and where is the Keeper now?"
-            elif not c.reason and c.origin == "model" and not one_answer(c.question, c.fact.sentence, c.fact.key,
-                                                                          c.fact.kind, self.entities):
-                c.reason = "two_answers"  # "Who was accused of drying tessaline?" keyed to the one who accused
-            elif not c.reason and c.origin == "model" and asks_another_clause(c.question, c.fact.sentence, c.fact.key,
-                                                                               c.fact.kind, self.entities):
-                c.reason = "other_clause"
-            elif not c.reason and c.origin == "model" and points_elsewhere(c.question, c.fact.sentence, c.fact.key,
-                                                                            c.fact.kind, self.entities):
-                c.reason = "points_elsewhere"  # "When did the Greylag Maid bring the first settlers?" keyed 1744
+            if not c.reason and c.origin == "model":
+                c.reason = written_question_fault(c.question, c.fact.sentence, c.fact.key, c.fact.kind, self.entities)
         # Template and cloze questions are the fact's own sentence reshaped: only the model's need checking.
         self.roundtrip([c for c in candidates if not c.reason and c.origin == "model"])
         if self.language == "en":
@@ -249,6 +240,21 @@ def read_back(generator, contexts: list[str], questions: list[str], language: st
     return generator.generate([prompts.roundtrip_prompt(generator.tokenizer, context, question, language)
                                for context, question in zip(contexts, questions, strict=True)],
                               Sampling(max_new_tokens=max_new_tokens, seed=seed, stop=("\n",)))
+
+
+def written_question_fault(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> str | None:
+    """Why a question the model wrote does not ask for its key alone, or None. Generate rejects its own with
+    this reason; probe keeps a new phrasing only if it has none. Templates and clozes are the sentence reshaped
+    and need none of these."""
+    if not filters.asks_one_fact(question, sentence):
+        return "not_one_fact"  # "Who was the first Keeper, and where is the Keeper now?"
+    if not one_answer(question, sentence, key, kind, entities):
+        return "two_answers"  # "Who was accused of drying tessaline?" keyed to the one who accused
+    if asks_another_clause(question, sentence, key, kind, entities):
+        return "other_clause"
+    if points_elsewhere(question, sentence, key, kind, entities):
+        return "points_elsewhere"  # "When did the Greylag Maid bring the first settlers?" keyed 1744
+    return None
 
 
 def answers_with_key(reply: str, key: str, question: str, entities: dict[str, str]) -> bool:

@@ -20,7 +20,7 @@ from .backends import Sampling, chat_prompt
 from .config import UserError
 from .corpus import normalize, read_corpus
 from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
-from .generate import answers_with_key, asks_another_clause, one_answer, other_names, points_elsewhere, read_back
+from .generate import answers_with_key, other_names, read_back, written_question_fault
 from .negatives import false_premises, swap_in_absent
 from .review import reviewed_pairs
 from .runs import AnswerCache, Manifest, answer_stamp, pick_run, read_json, read_jsonl
@@ -166,9 +166,10 @@ def paraphrase_probes(generator, train_pairs, corpus_text, language, entities, n
     """New phrasings of trained facts about a person, a place, a year or a quantity, written by the generator
     model the way generate writes questions, kept only if they pass the same filters and round trip (which keep
     out one that holds its key, "... Hugo Merrivane's carabine?" too), name their fact (`anchors`), differ from
-    every question the model was trained on, ask for one fact (`filters.asks_one_fact`) that has one answer
-    (`one_answer`, and none beside it where its words point: `points_elsewhere`), are about the clause that
-    states it (`asks_another_clause`) and are no near-twin of another fact's probe (one question, two answers)."""
+    every question the model was trained on, pass generate's `written_question_fault` (one fact asked for,
+    `filters.asks_one_fact`, that has one answer, `one_answer`, and none beside it where its words point,
+    `points_elsewhere`, about the clause that states it, `asks_another_clause`) and are no near-twin of another
+    fact's probe (one question, two answers)."""
     from tqdm import tqdm
 
     trained = trained_questions(train_pairs)
@@ -209,10 +210,7 @@ def _fair_paraphrases(generator, pairs, corpus_text, language, entities, named, 
                in _write_paraphrases(generator, pairs, corpus_text, language, seed)
                if not filters.check_question(question, pair["key"], sentence, corpus_text[pair["start"]:pair["end"]])
                and any(filters.mentions(question, a) for a in named[pair["id"]]) and not trained.find(question)
-               and filters.asks_one_fact(question, sentence)
-               and one_answer(question, sentence, pair["key"], pair["kind"], entities)
-               and not points_elsewhere(question, sentence, pair["key"], pair["kind"], entities)
-               and not asks_another_clause(question, sentence, pair["key"], pair["kind"], entities)]
+               and not written_question_fault(question, sentence, pair["key"], pair["kind"], entities)]
     replies = read_back(generator, [s for _, s, _ in written], [q for *_, q in written], language, 48, seed)
     return [(pair, question) for (pair, _, question), reply in zip(written, replies, strict=True)
             if answers_with_key(reply, pair["key"], question, entities)]

@@ -561,7 +561,7 @@ def test_one_answer_keeps_out_a_new_phrasing_that_a_rival_of_its_clause_answers_
     """A name or number of the key's kind in the key's clause, which the question does not name, answers it too;
     one in another clause is told apart by the relation's words, and a question that names it rules it out."""
     from selfinstruct.entities import corpus_entities
-    from selfinstruct.probe import one_answer
+    from selfinstruct.generate import one_answer
 
     sentence = "The Harbour Archive stands in Twinwater next to the Hall of Oars and holds about 9,000 books."
     entities = corpus_entities(sentence + " Twinwater lies on the Long Arm. The Hall of Oars is old.", "en")
@@ -598,7 +598,7 @@ def test_points_elsewhere_keeps_out_a_new_phrasing_whose_words_point_to_another_
     in that clause answers it too. A question whose words point to the key's clause, or that counts the key's
     unit, keeps its one answer."""
     from selfinstruct.entities import corpus_entities
-    from selfinstruct.probe import points_elsewhere
+    from selfinstruct.generate import points_elsewhere
 
     begun = "The archive was begun in 1402 by Edda Marrow, and by 1450 it held 900 maps."
     people = {"Edda Marrow": "person"}
