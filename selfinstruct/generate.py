@@ -246,6 +246,8 @@ def written_question_fault(question: str, sentence: str, key: str, kind: str, en
     """Why a question the model wrote does not ask for its key alone, or None. Generate rejects its own with
     this reason; probe keeps a new phrasing only if it has none. Templates and clozes are the sentence reshaped
     and need none of these."""
+    if filters.says_this_of_nothing(question):
+        return "vague"  # "Which person held this role in 1716?"
     if not filters.asks_one_fact(question, sentence):
         return "not_one_fact"  # "Who was the first Keeper, and where is the Keeper now?"
     if not one_answer(question, sentence, key, kind, entities):

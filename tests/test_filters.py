@@ -9,6 +9,7 @@ from selfinstruct.filters import (
     dangling_pronoun,
     first_sentence,
     mentions,
+    says_this_of_nothing,
     support,
     token_f1,
     tokens,
@@ -36,6 +37,18 @@ def test_numbers_are_normalised_across_spellings():
 ])
 def test_an_object_pronoun_needs_something_before_it_to_stand_for(question, dangling):
     assert dangling_pronoun(question) is dangling
+
+
+@pytest.mark.parametrize("question, vague", [
+    ("Which person held this role in 1716?", True),
+    ("Who was the person who made this rule?", True),
+    ("In which year did the lamp first serve in this particular setting?", True),
+    ("Who made it a rule to wash every patient, and when was this rule first kept?", False),  # said before it
+    ("Which wards were built in 1751, and are these wards still open?", False),  # a plural's stem said before
+    ("Who laid out the Physic Garden, and was this the first garden?", False),  # no noun after "this"
+])
+def test_a_this_needs_its_noun_said_before_it(question, vague):
+    assert says_this_of_nothing(question) is vague
 
 
 @pytest.mark.parametrize("question, key", [

@@ -284,6 +284,16 @@ def test_a_model_question_whose_words_point_to_another_year_is_a_reject(tmp_path
     assert asked in {r["question"] for r in rejects if r["reason"] == "points_elsewhere"}
 
 
+def test_a_model_question_saying_this_of_nothing_is_a_reject(tmp_path, tiny_model, fake_engine, monkeypatch):
+    pairs, rejects = generate_with_writer(
+        tmp_path, tiny_model, monkeypatch, "The first Warden of the Isle was Emeric Saldane, who held the office "
+        "from 1716 until his death in 1737.\n",
+        lambda prompt: " held this role in 1716?" if prompt.endswith("Which person") else None)
+    asked = "Which person held this role in 1716?"
+    assert asked not in {p["question"] for p in pairs}, "which role? The question stands alone"
+    assert asked in {r["question"] for r in rejects if r["reason"] == "vague"}
+
+
 def test_no_fact_in_the_corpus_is_one_clear_error(tmp_path, tiny_model, fake_engine, capsys):
     corpus = tmp_path / "plain.txt"
     corpus.write_text("the sea was calm and grey that morning, and nothing at all happened there for a while.\n")

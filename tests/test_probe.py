@@ -525,6 +525,10 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
      "The first Wallmaster, Edric Hessary, trained more than sixty apprentices.", False),  # a phrase said twice
     ("Who was the person who was the first Keeper of the Lazaret?",
      "Maud Orrow became the first Keeper of the Lazaret.", True),  # the stem's light words said twice: no repeat
+    ("In what year was Emeric Saldane, the first warden, the first Wardens?",
+     "The first Warden of the Isle was Emeric Saldane.", False),  # two words said twice, one a plural
+    ("Which ward keeps a fever bed beside the fever beds of the Lazaret?",
+     "The Saltmarsh Ward keeps one fever bed beside the six fever beds of the Lazaret.", True),  # as its sentence
 ])
 def test_a_new_phrasing_asks_for_one_fact(question, sentence, one):
     assert asks_one_fact(question, sentence) is one
