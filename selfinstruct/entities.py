@@ -415,12 +415,34 @@ def definition(sentence: str, language: str) -> tuple[str, str, int, int] | None
     head = re.split(r"[,;:(，；：（]", sentence[start:])[0]
     if language == "zh":
         return f"{match['term']}是什么？", start, start + min(6, len(head))
-    content = [w for w in re.finditer(r"[A-Za-z0-9\-]+", head) if w.group().lower() not in FUNCTION_WORDS]
+    content = _key_words(head)
     if len(content) < 2:
         return None
     article = f"{match['article'].lower()} " if match["article"] else ""
     question = f"What {match['copula'] or match['plural']} {article}{match['term']}?"
-    return question, start, start + content[min(2, len(content) - 1)].end()
+    return question, start, start + content[-1].end()
+
+
+# Where the noun phrase that says what a thing is ends and what more it says begins: "an open boat | about 22
+# feet long", "a wooden cabinet | in which ...", "a blue-flowered herb | that grows ...", "painted red | and fly
+# ...". After two words, so does a participle: "a brass drum | holding a weighted line", "small candies | of
+# boiled honey".
+PHRASE_BREAK = {"that", "which", "who", "whom", "whose", "where", "when", "about", "in", "on", "at", "with", "from",
+                "by", "for", "to", "and", "or", "but", "as", "while"}
+
+
+def _key_words(head: str) -> list[re.Match]:
+    """The content words of a definition's key: up to three, not past a phrase break."""
+    content = []
+    for word in re.finditer(r"[A-Za-z0-9\-]+", head):
+        low = word.group().lower()
+        if content and low in PHRASE_BREAK or len(content) >= 2 and low.endswith(("ing", "ed")):
+            break
+        if low not in FUNCTION_WORDS:
+            content.append(word)
+            if len(content) == 3:
+                break
+    return content
 
 
 def answer_spans(sentence: str, entities: dict[str, str], language: str) -> list[tuple[int, int, str]]:

@@ -132,6 +132,12 @@ def test_answer_spans(english):
     ("_Bacilli_ are rod-shaped bacteria, usually twice as long as they are broad.", "en", "What are Bacilli?",
      "rod-shaped bacteria"),
     ("九梭水机是一种用水力带动的织布机。", "zh", "九梭水机是什么？", "用水力带动的"),
+    # the key ends where the noun phrase does: before a preposition, a relative word or, after two words, a verb
+    ("A vardle is an open boat about 22 feet long with a brown sail.", "en", "What is a vardle?", "an open boat"),
+    ("Tessaline is a blue-flowered herb that grows only on the sea cliffs.", "en", "What is Tessaline?",
+     "a blue-flowered herb"),
+    ("The Vaunt depth-reel is a brass drum holding a weighted line.", "en", "What is the Vaunt depth-reel?",
+     "a brass drum"),
 ])
 def test_definitions_are_answers_too(sentence, language, question, key):
     from selfinstruct.entities import definition
@@ -175,7 +181,8 @@ def test_a_swapped_in_name_minds_the_article_before_it(question, swapped):
 
 
 @pytest.mark.parametrize("sentence", ["The Long Arm is 1,870 paces long.", "It is a small town.",
-                                      "There are three islands in the bay."])
+                                      "There are three islands in the bay.",
+                                      "Sweet foods are rare in Velmoor, but one sweet is famous."])  # one word
 def test_measurements_and_pronouns_are_not_definitions(sentence):
     from selfinstruct.entities import definition
 
