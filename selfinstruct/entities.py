@@ -19,6 +19,9 @@ CAPWORD = r"[A-Z][a-z]+(?:['’][a-z]*|s['’])?(?:-[A-Za-z]+)*"
 # Words of one name stay on one line: a heading must not merge with the sentence below it.
 NAME_LINK = r"(?:of[ \t]+(?:the[ \t]+)?|(?:de|du|da|di|del|von|van|la|le)[ \t]+)"  # Isle of X, Cirque du Soleil
 EN_NAME = re.compile(rf"\b(?:[Tt]he[ \t]+)?{CAPWORD}(?:[ \t]+{NAME_LINK}?{CAPWORD})*")
+# "The Guild of Brass and Bell": one name, when the corpus says it so at least twice; once may be two names
+# ("... of the Guild of Pilots and Ilka Tamsell").
+EN_NAME_WITH_AND = re.compile(rf"\b{CAPWORD}(?:[ \t]+{CAPWORD})*[ \t]+of[ \t]+{CAPWORD}[ \t]+and[ \t]+{CAPWORD}\b")
 POSSESSIVE = re.compile(r"(?:['’]s|(?<=s)['’])$")  # "Hemsworth's" names Hemsworth, "the Keldanes'" the Keldanes
 SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“]\s*|\n\s*)$")
 # Capitalised only because they open a sentence or a clause, never names on their own.
@@ -90,6 +93,8 @@ def _en_entities(text: str) -> dict[str, str]:
             after_the.add(name)
         elif re.search(r"\b(?:in|at|to|from|near|of)\s+$", before):  # "in Velmoor", not "in the Brinewheel"
             after_preposition.add(name)
+    joined = Counter(_strip_function_words(m.group()) for m in EN_NAME_WITH_AND.finditer(prose))
+    found.update({name: n for name, n in joined.items() if n >= 2 and name})
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
     names = {name: en_kind(name, name in after_the, name in after_preposition)
              for name in found if " " in name or name in mid_sentence}

@@ -3,7 +3,15 @@ import re
 
 import pytest
 
-from selfinstruct.entities import KINDS, answer_spans, check_absent, corpus_entities, invent_names, resolve_pronouns
+from selfinstruct.entities import (
+    KINDS,
+    answer_spans,
+    check_absent,
+    corpus_entities,
+    find_mentions,
+    invent_names,
+    resolve_pronouns,
+)
 
 from .conftest import SAMPLE_EN, SAMPLE_ZH
 
@@ -195,6 +203,16 @@ def test_keys_are_whole_names():
     entities = corpus_entities(text, "en")
     assert {"Cirque du Soleil", "Hemsworth", "Mara Hemsworth", "Isle of Seim"} <= set(entities)
     assert not any(name.endswith(("'s", "’s")) or name == "Cirque" for name in entities)
+
+
+def test_a_name_with_and_said_twice_is_one_name():
+    text = ("The Guild of Brass and Bell was founded in 1290. In 1430 the Guild of Brass and Bell owned four "
+            "furnaces. The law was backed by the Guild of Pilots and Ilka Tamsell.")
+    entities = corpus_entities(text, "en")
+    assert entities["Guild of Brass and Bell"] == "org"
+    assert "Guild of Pilots and Ilka" not in entities, "said once: two names"
+    sentence = "In 1430 the Guild of Brass and Bell owned four furnaces."
+    assert ("Guild of Brass and Bell", "org") in [(sentence[s:e], k) for s, e, k in find_mentions(sentence, entities)]
 
 
 def test_a_thing_named_after_a_place_or_family_is_one_name(english):
