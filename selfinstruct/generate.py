@@ -316,13 +316,29 @@ def points_elsewhere(question: str, sentence: str, key: str, kind: str, entities
     Hall, a long building on the market square of Harrowmede" asks for the Slate Hall as much as Harrowmede; "In
     which year did the Herbarium of Tobias Varrance begin its work?" of "The Herbarium was begun in 1741 by
     Tobias Varrance ..., and by 1790 it held more than 9,000 sheets" asks for 1741, not 1790. `one_answer` reads
-    the key's clause and one whose number the question names, not where its other words point."""
+    the key's clause and one whose number the question names, not where its other words point. So does a
+    question whose asked-for noun belongs to another name of the sentence: "Which guild owned four furnaces?"
+    keyed to anything but the guild, "What is the name of the narrows?" keyed Brinewheel."""
+    noun = asked_noun(question)
+    if noun and noun not in filters.word_stems(key) and any(
+            noun in filters.word_stems(name) for name in other_names(sentence, key, entities)):
+        return True
     if _counts_its_unit(question, key, kind):
         return False
     asked = filters.word_stems(question) - filters.word_stems(key)
     shared = [(clause, len(asked & filters.word_stems(clause))) for clause in CLAUSE_END.split(sentence)]
     keyed = max((n for clause, n in shared if filters.mentions(clause, key)), default=0)
     return bool(_rivals([clause for clause, n in shared if n > keyed], question, key, kind, entities))
+
+
+ASKED_NOUN = re.compile(r"(?i)\b(?:name\s+of\s+the|which|what)\s+([a-z][a-z'-]*)")
+
+
+def asked_noun(question: str) -> str | None:
+    """The noun a question asks for, stemmed: "guild" of "Which guild ...?", "narrow" of "What is the name of
+    the narrows?"; None when it asks with a bare question word ("What was founded ...?")."""
+    words = [m.group(1).lower() for m in ASKED_NOUN.finditer(question)]
+    return next((filters.stem(w) for w in words if w not in filters.STOPWORDS), None)
 
 
 def _counts_its_unit(question: str, key: str, kind: str) -> bool:

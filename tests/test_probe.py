@@ -619,3 +619,11 @@ def test_points_elsewhere_keeps_out_a_new_phrasing_whose_words_point_to_another_
     dose = "A dose is twelve drops in water, taken for no more than nine days."
     assert not points_elsewhere("How many days does a dose of the tincture last?", dose, "nine days", "quantity", {})
     assert points_elsewhere("How much is a dose of the tincture in water?", dose, "nine days", "quantity", {})
+
+    # the noun it asks for is a word of another name in the sentence: that name answers it
+    narrows = "The Brinewheel and the Tamsell Lamps were built to make the Narrows of Corrow safer."
+    things = {"Brinewheel": "thing", "Tamsell Lamps": "thing", "Narrows of Corrow": "place"}
+    assert points_elsewhere("What is the name of the narrows?", narrows, "Brinewheel", "thing", things)
+    assert not points_elsewhere("What is the name of the narrows?", narrows, "Narrows of Corrow", "place", things)
+    assert not points_elsewhere("Which device made the Narrows of Corrow safer?", narrows, "Brinewheel", "thing",
+                                things)
