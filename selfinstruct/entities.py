@@ -20,8 +20,9 @@ CAPWORD = r"[A-Z][a-z]+(?:['’][a-z]*|s['’])?(?:-[A-Za-z]+)*"
 NAME_LINK = r"(?:of[ \t]+(?:the[ \t]+)?|(?:de|du|da|di|del|von|van|la|le)[ \t]+)"  # Isle of X, Cirque du Soleil
 EN_NAME = re.compile(rf"\b(?:[Tt]he[ \t]+)?{CAPWORD}(?:[ \t]+{NAME_LINK}?{CAPWORD})*")
 # "The Guild of Brass and Bell": one name, when the corpus says it so at least twice; once may be two names
-# ("... of the Guild of Pilots and Ilka Tamsell").
-EN_NAME_WITH_AND = re.compile(rf"\b{CAPWORD}(?:[ \t]+{CAPWORD})*[ \t]+of[ \t]+{CAPWORD}[ \t]+and[ \t]+{CAPWORD}\b")
+# ("... of the Guild of Pilots and Ilka Tamsell"), and a place ("the Isle of Corrow and Tolvey") never is one.
+EN_NAME_WITH_AND = re.compile(rf"\b{CAPWORD}[ \t]+of[ \t]+(?:the[ \t]+)?{CAPWORD}[ \t]+and[ \t]+{CAPWORD}\b"
+                              rf"(?![ \t]+[A-Z])")
 POSSESSIVE = re.compile(r"(?:['’]s|(?<=s)['’])$")  # "Hemsworth's" names Hemsworth, "the Keldanes'" the Keldanes
 SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“]\s*|\n\s*)$")
 # Capitalised only because they open a sentence or a clause, never names on their own.
@@ -93,8 +94,8 @@ def _en_entities(text: str) -> dict[str, str]:
             after_the.add(name)
         elif re.search(r"\b(?:in|at|to|from|near|of)\s+$", before):  # "in Velmoor", not "in the Brinewheel"
             after_preposition.add(name)
-    joined = Counter(_strip_function_words(m.group()) for m in EN_NAME_WITH_AND.finditer(prose))
-    found.update({name: n for name, n in joined.items() if n >= 2 and name})
+    joined = Counter(m.group() for m in EN_NAME_WITH_AND.finditer(prose))
+    found.update({name: n for name, n in joined.items() if n >= 2 and en_kind(name) == "org"})
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
     names = {name: en_kind(name, name in after_the, name in after_preposition)
              for name in found if " " in name or name in mid_sentence}
@@ -409,10 +410,10 @@ NOT_A_TERM = {"it", "this", "that", "there", "he", "she", "they", "which", "what
 FUNCTION_WORDS = {"a", "an", "the", "of", "and", "or", "in", "on", "at", "by", "to", "for", "with", "one"}
 
 
-def definition(sentence: str, language: str) -> tuple[str, str, int, int] | None:
+def definition(sentence: str, language: str) -> tuple[str, int, int] | None:
     """A sentence that says what something is ("A spore is a minute mass of protoplasm ..."): the question
     that asks for it ("What is a spore?") and the span of the first words of the answer, which a right
-    answer must hold (up to three content words, not past a comma)."""
+    answer must hold (up to three content words, not past a comma or the end of its noun phrase)."""
     match = (ZH_DEFINITION if language == "zh" else EN_DEFINITION).match(sentence.rstrip("。.!！"))
     if not match or match["term"].lower() in NOT_A_TERM or len(match["term"].split()) > 4:
         return None
@@ -428,20 +429,21 @@ def definition(sentence: str, language: str) -> tuple[str, str, int, int] | None
     return question, start, start + content[-1].end()
 
 
-# Where the noun phrase that says what a thing is ends and what more it says begins: "an open boat | about 22
-# feet long", "a wooden cabinet | in which ...", "a blue-flowered herb | that grows ...", "painted red | and fly
-# ...". After two words, so does a participle: "a brass drum | holding a weighted line", "small candies | of
-# boiled honey".
+# Where the noun phrase that says what a thing is ends, past its first two words, and what more it says begins:
+# "an open boat | about 22 feet long", "a wooden cabinet | in which ...", "a blue-flowered herb | that grows
+# ...", "painted red | and fly ...", and a participle with an object: "a brass drum | holding a weighted line".
 PHRASE_BREAK = {"that", "which", "who", "whom", "whose", "where", "when", "about", "in", "on", "at", "with", "from",
                 "by", "for", "to", "and", "or", "but", "as", "while"}
 
 
 def _key_words(head: str) -> list[re.Match]:
     """The content words of a definition's key: up to three, not past a phrase break."""
+    words = list(re.finditer(r"[A-Za-z0-9\-]+", head))
     content = []
-    for word in re.finditer(r"[A-Za-z0-9\-]+", head):
+    for word, after in zip(words, words[1:] + [None], strict=True):
         low = word.group().lower()
-        if content and low in PHRASE_BREAK or len(content) >= 2 and low.endswith(("ing", "ed")):
+        takes_object = low.endswith(("ing", "ed")) and after and after.group().lower() in ("a", "an", "the")
+        if len(content) >= 2 and (low in PHRASE_BREAK or takes_object):
             break
         if low not in FUNCTION_WORDS:
             content.append(word)

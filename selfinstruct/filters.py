@@ -4,6 +4,7 @@ Token F1 lives here too, since probe scores answers with the same tokenisation."
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
@@ -195,21 +196,22 @@ def asks_one_fact(question: str, sentence: str) -> bool:
 
 
 def repeated_word_pairs(text: str) -> set[tuple[str, str]]:
-    """Pairs of neighbouring content words (stemmed) that the text says more than once."""
-    words = [stem(t) for t in content_tokens(text)]
-    pairs = list(zip(words, words[1:], strict=False))
-    return {p for p in pairs if pairs.count(p) > 1}
+    """Pairs of neighbouring content words (stemmed) that the text says more than once. Words, not the
+    characters that Chinese text is tokenised into."""
+    words = [stem(t) for t in content_tokens(text) if t.isascii()]
+    pairs = Counter(itertools.pairwise(words))
+    return {pair for pair, n in pairs.items() if n > 1}
 
 
 # "this rule" or "these wards" in a question that stands alone: nothing before it says which. The small writer
 # makes them ("Which person held this role in 1716?"); the round trip passes them, since its reader has the
 # sentence that says which.
-DEMONSTRATIVE = re.compile(r"(?i)\b(?:this|these)\s+([a-z][a-z'-]*)")
+DEMONSTRATIVE = re.compile(r"(?<!\bto )\b(?:[Tt]his|[Tt]hese)\s+([a-z]+)\b")  # "to this day" says which
 
 
 def says_this_of_nothing(question: str) -> bool:
     """A "this" or "these" whose noun the question has not said before it."""
-    nouns = [(m.start(), m.group(1).lower()) for m in DEMONSTRATIVE.finditer(question)]
+    nouns = [(m.start(), m.group(1)) for m in DEMONSTRATIVE.finditer(question)]
     return any(word not in STOPWORDS and stem(word) not in word_stems(question[:start]) for start, word in nouns)
 
 

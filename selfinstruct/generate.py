@@ -319,9 +319,7 @@ def points_elsewhere(question: str, sentence: str, key: str, kind: str, entities
     the key's clause and one whose number the question names, not where its other words point. So does a
     question whose asked-for noun belongs to another name of the sentence: "Which guild owned four furnaces?"
     keyed to anything but the guild, "What is the name of the narrows?" keyed Brinewheel."""
-    noun = asked_noun(question)
-    if noun and noun not in filters.word_stems(key) and any(
-            noun in filters.word_stems(name) for name in other_names(sentence, key, entities)):
+    if _another_name_holds_its_noun(question, sentence, key, kind, entities):
         return True
     if _counts_its_unit(question, key, kind):
         return False
@@ -331,14 +329,21 @@ def points_elsewhere(question: str, sentence: str, key: str, kind: str, entities
     return bool(_rivals([clause for clause, n in shared if n > keyed], question, key, kind, entities))
 
 
-ASKED_NOUN = re.compile(r"(?i)\b(?:name\s+of\s+the|which|what)\s+([a-z][a-z'-]*)")
+# The word after "which", "what" or "the name of the" ("Which guild ...?"), when it is no name's ("Which Tolvey
+# ship ...?" is not asked for by "Tolvey").
+ASKED_NOUN = re.compile(r"\b(?:[Ww]hich|[Ww]hat|name\s+of\s+the)\s+([a-z]+)\b")
 
 
-def asked_noun(question: str) -> str | None:
-    """The noun a question asks for, stemmed: "guild" of "Which guild ...?", "narrow" of "What is the name of
-    the narrows?"; None when it asks with a bare question word ("What was founded ...?")."""
-    words = [m.group(1).lower() for m in ASKED_NOUN.finditer(question)]
-    return next((filters.stem(w) for w in words if w not in filters.STOPWORDS), None)
+def _another_name_holds_its_noun(question: str, sentence: str, key: str, kind: str, entities: dict[str, str]) -> bool:
+    """The noun the question asks for is a word of another name of the sentence, one the question does not
+    state: "What is the name of the narrows?" asks for the Narrows of Corrow. Only a person is another answer
+    to a person's question: "Which warden held the office?" asks for a man, not for the Warden of the Isle."""
+    nouns = [filters.stem(m.group(1)) for m in ASKED_NOUN.finditer(question) if m.group(1) not in filters.STOPWORDS]
+    if not nouns or nouns[0] in filters.word_stems(key):
+        return False
+    return any(nouns[0] in filters.word_stems(name) and name not in question  # "the warden" states no Warden
+               and (kind != "person" or entities.get(name) == "person")
+               for name in other_names(sentence, key, entities))
 
 
 def _counts_its_unit(question: str, key: str, kind: str) -> bool:

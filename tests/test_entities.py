@@ -146,6 +146,8 @@ def test_answer_spans(english):
      "a blue-flowered herb"),
     ("The Vaunt depth-reel is a brass drum holding a weighted line.", "en", "What is the Vaunt depth-reel?",
      "a brass drum"),
+    ("A kist is a low wooden bed set against the wall.", "en", "What is a kist?", "a low wooden bed"),
+    ("A posset is a brass and copper drum.", "en", "What is a posset?", "a brass and copper drum"),
 ])
 def test_definitions_are_answers_too(sentence, language, question, key):
     from selfinstruct.entities import definition
@@ -189,8 +191,7 @@ def test_a_swapped_in_name_minds_the_article_before_it(question, swapped):
 
 
 @pytest.mark.parametrize("sentence", ["The Long Arm is 1,870 paces long.", "It is a small town.",
-                                      "There are three islands in the bay.",
-                                      "Sweet foods are rare in Velmoor, but one sweet is famous."])  # one word
+                                      "There are three islands in the bay."])
 def test_measurements_and_pronouns_are_not_definitions(sentence):
     from selfinstruct.entities import definition
 
@@ -207,10 +208,12 @@ def test_keys_are_whole_names():
 
 def test_a_name_with_and_said_twice_is_one_name():
     text = ("The Guild of Brass and Bell was founded in 1290. In 1430 the Guild of Brass and Bell owned four "
-            "furnaces. The law was backed by the Guild of Pilots and Ilka Tamsell.")
+            "furnaces. The law was backed by the Guild of Pilots and Ilka Tamsell, and the Guild of Pilots and "
+            "Ilka Tamsell sent it on. A ferry runs from the Isle of Corrow and Tolvey to the Isle of Corrow and "
+            "Tolvey's east.")
     entities = corpus_entities(text, "en")
     assert entities["Guild of Brass and Bell"] == "org"
-    assert "Guild of Pilots and Ilka" not in entities, "said once: two names"
+    assert not {"Guild of Pilots and Ilka", "Isle of Corrow and Tolvey"} & set(entities)  # guild and person; places
     sentence = "In 1430 the Guild of Brass and Bell owned four furnaces."
     assert ("Guild of Brass and Bell", "org") in [(sentence[s:e], k) for s, e, k in find_mentions(sentence, entities)]
 

@@ -46,6 +46,8 @@ def test_an_object_pronoun_needs_something_before_it_to_stand_for(question, dang
     ("Who made it a rule to wash every patient, and when was this rule first kept?", False),  # said before it
     ("Which wards were built in 1751, and are these wards still open?", False),  # a plural's stem said before
     ("Who laid out the Physic Garden, and was this the first garden?", False),  # no noun after "this"
+    ("Which lamp, first lit in 1742, still burns to this day?", False),
+    ("Who wrote the hymn This Green Isle?", False),  # a title, not a pointer
 ])
 def test_a_this_needs_its_noun_said_before_it(question, vague):
     assert says_this_of_nothing(question) is vague

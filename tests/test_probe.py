@@ -529,6 +529,7 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
      "The first Warden of the Isle was Emeric Saldane.", False),  # two words said twice, one a plural
     ("Which ward keeps a fever bed beside the fever beds of the Lazaret?",
      "The Saltmarsh Ward keeps one fever bed beside the six fever beds of the Lazaret.", True),  # as its sentence
+    ("青石镇的青石桥是哪位工匠建的？", "青石桥由王守仁建成。", True),  # characters are no words
 ])
 def test_a_new_phrasing_asks_for_one_fact(question, sentence, one):
     assert asks_one_fact(question, sentence) is one
@@ -625,5 +626,11 @@ def test_points_elsewhere_keeps_out_a_new_phrasing_whose_words_point_to_another_
     things = {"Brinewheel": "thing", "Tamsell Lamps": "thing", "Narrows of Corrow": "place"}
     assert points_elsewhere("What is the name of the narrows?", narrows, "Brinewheel", "thing", things)
     assert not points_elsewhere("What is the name of the narrows?", narrows, "Narrows of Corrow", "place", things)
-    assert not points_elsewhere("Which device made the Narrows of Corrow safer?", narrows, "Brinewheel", "thing",
-                                things)
+    lamp = "Ilka Tamsell of the Guild of Brass and Bell lit the Harbour Lamp in Tolvey."
+    named = {"Ilka Tamsell": "person", "Guild of Brass and Bell": "org", "Harbour Lamp": "thing", "Tolvey": "place",
+             "Emeric Saldane": "person", "Warden of the Isle": "thing"}
+    assert not points_elsewhere("In what harbour town was the Harbour Lamp lit?", lamp, "Tolvey", "place", named)
+    assert not points_elsewhere("Which guild member lit the lamp for the Guild of Brass and Bell?", lamp,
+                                "Ilka Tamsell", "person", named)  # the question states the guild's name
+    warden = "The first Warden of the Isle was Emeric Saldane, who held the office from 1716."
+    assert not points_elsewhere("Which warden held the office from 1716?", warden, "Emeric Saldane", "person", named)
