@@ -52,7 +52,8 @@ def tokens(text: str) -> list[str]:
     """Lower-cased words; each CJK character is a token of its own; numbers in any spelling become digits
     ("twenty-six" one token, "26")."""
     text = compound_numbers(text)
-    text = re.sub(r"[〇零一二两三四五六七八九十百千万]{2,}|[一二三四五六七八九十两]",
+    # 哪一 ("which"), 第一 ("first"), 每一 ("every") and 这一 ("this") hold no number, nor do their English words.
+    text = re.sub(r"[〇零一二两三四五六七八九十百千万]{2,}|(?<![哪第每这那])[一二三四五六七八九十两]",
                   lambda m: f" {zh_number(m.group())} ", text)
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
     out = []

@@ -9,6 +9,7 @@ from selfinstruct.filters import (
     dangling_pronoun,
     first_sentence,
     mentions,
+    numbers,
     says_this_of_nothing,
     support,
     token_f1,
@@ -24,6 +25,8 @@ def test_numbers_are_normalised_across_spellings():
     assert tokens("eleven families, 1,870 paces") == ["11", "families", "1870", "paces"]
     assert "13" in tokens("十三户") and "400" in tokens("四百户人家")
     assert tokens("twenty-six years, Seventy two") == ["26", "years", "72"]
+    assert not numbers("哪一年？第一任堰长，每一台水机，这一天")  # which, first, every, this: no number
+    assert numbers("一台水机") == {"1"}
 
 
 @pytest.mark.parametrize("question, dangling", [

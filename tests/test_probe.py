@@ -530,6 +530,7 @@ def test_paraphrase_probes_keep_one_new_question_a_fact_that_gives_nothing_away(
     ("Which ward keeps a fever bed beside the fever beds of the Lazaret?",
      "The Saltmarsh Ward keeps one fever bed beside the six fever beds of the Lazaret.", True),  # as its sentence
     ("青石镇的青石桥是哪位工匠建的？", "青石桥由王守仁建成。", True),  # characters are no words
+    ("王守仁在哪一年建了水机？", "王守仁于1740年建成水机。", True),  # 哪一年 is "which year", not a number
 ])
 def test_a_new_phrasing_asks_for_one_fact(question, sentence, one):
     assert asks_one_fact(question, sentence) is one
