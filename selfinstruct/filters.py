@@ -144,11 +144,15 @@ ASKS_WHEN_OR_COUNT = re.compile(r"(?i)\b(?:when|(?:what|which)\s+year|how\s+(?:m
 BARE_YEAR = re.compile(r"(?i)\b(?!(?:in|by|of|since|until|till|before|after|from|to|around|about|during|between|"
                        r"and|or|than|through|circa|the|year|early|late|mid)\b)[a-z]+,?\s+(?:1\d|20)\d\d\b"
                        r"|\b(?:what|which)\s+year\s+(?:1\d|20)\d\d\b")
+# Nor one whose question phrase is joined by "and" to no verb at all ("In what year and with the island guild?").
+JOINED_TO_NOTHING = re.compile(r"(?i)^\s*(?:in\s+)?(?:what|which)\s+\w+\s+and\s+(?!(?:\w+\s+)?(?:what|who|whom|when|"
+                               r"where|which|how)\b)")
 
 
 def askew(question: str) -> bool:
     said = unnamed_words(question) - {"years"}
-    return bool(not said and ASKS_WHEN_OR_COUNT.search(question) or BARE_YEAR.search(question))
+    return bool(not said and ASKS_WHEN_OR_COUNT.search(question) or BARE_YEAR.search(question)
+                or JOINED_TO_NOTHING.search(question))
 
 
 def unnamed_words(text: str) -> set[str]:

@@ -94,6 +94,8 @@ LAMP = "Lisbet Orrow designed the Orrow lamp in 1741, and Tobias Varrance plante
     ("Who was the person who designed 1741?", "Lisbet Orrow", "askew"),  # a year as the verb's object
     ("When was the Long Garden?", "1741", "askew"),
     ("In which year 1741 was the Orrow lamp designed?", "Lisbet Orrow", "askew"),  # asks for a year it names
+    ("In what year and with the Long Garden?", "1741", "askew"),  # its question phrase joined to no verb
+    ("In what year and by whom was the Orrow lamp designed?", "1741", None),  # two questions: asks_one_fact's
     ("In which year did Lisbet Orrow design the Orrow lamp?", "1741", None),  # "design" is "designed"
     ("What did Tobias Varrance plant?", "Long Garden", None),
     ("Who planted the Long Garden?", "Tobias Varrance", None),

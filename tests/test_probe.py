@@ -599,6 +599,18 @@ def test_one_answer_keeps_out_a_new_phrasing_that_a_rival_of_its_clause_answers_
     assert one_answer("谁创立了灯会？", "王明写了书，李华于1388年创立了灯会。", "李华", "person", zh)
 
 
+def test_reverses_roles_keeps_out_a_person_made_the_object_of_their_own_verb():
+    from selfinstruct.generate import reverses_roles, written_question_fault
+
+    made = "Edda Marrow designed the tide bell in 1402, and the Tide Guild opened the Rope Hall in 1410."
+    names = {"Edda Marrow": "person", "Tide Guild": "org", "Rope Hall": "place"}
+    assert reverses_roles("In which year was Edda Marrow designed?", made, names)
+    assert written_question_fault("In which year was Edda Marrow designed?", made, "1402", "year", names) == "askew"
+    assert not reverses_roles("In which year did Edda Marrow design the tide bell?", made, names)
+    assert not reverses_roles("In which year was the Rope Hall opened?", made, names)  # a place, not a person
+    assert not reverses_roles("In which year was Edda Marrow born?", made, names)  # not the sentence's verb
+
+
 def test_points_elsewhere_keeps_out_a_new_phrasing_whose_words_point_to_another_answers_clause():
     """Words a question shares with a clause that is not the key's point there; a name or number of the key's kind
     in that clause answers it too. A question whose words point to the key's clause, or that counts the key's
@@ -612,6 +624,11 @@ def test_points_elsewhere_keeps_out_a_new_phrasing_whose_words_point_to_another_
     assert not points_elsewhere("In which year did Edda Marrow begin the archive?", begun, "1402", "year", people)
     assert not points_elsewhere("By which year did the archive hold 900 maps?", begun, "1450", "year", people)
     assert not points_elsewhere("Who began the archive?", begun, "Edda Marrow", "person", people)
+    # a year question sharing no word with the key's clause, stating the year of the clause it points to
+    wreck = "The Black Swan brought the first traders in 1388 and sailed until she sank off the Skerry in 1402."
+    assert points_elsewhere("In what year were the first traders brought in 1388?", wreck, "1402", "year", {})
+    assert not points_elsewhere("In what year did the ship that brought traders in 1388 sink off the Skerry?", wreck,
+                                "1402", "year", {})
 
     hall = "The Tide Guild meets in the Rope Hall, a long building on the quay of Twinwater."
     places = corpus_entities(hall + " Twinwater lies on the Long Arm. The Rope Hall is old.", "en")
