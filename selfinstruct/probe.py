@@ -353,7 +353,7 @@ def run(config) -> int:
         report.llm_judge(generator, probes, models, language)
     summary = report.write(run_dir / "probe", [asdict(p) for p in probes], models, generator.record, tag, gate)
     cache.remove()
-    print(report.format_table(summary), file=sys.stderr)
+    print(f"{report.format_table(summary)}\n{report.interval_line(summary, models)}", file=sys.stderr)
     if summary.get("user"):
         models_shown = ("base", "tuned", "gated")
         print(f"\nyour questions ({config.questions}):\n{report.format_table(summary['user'])}\n"

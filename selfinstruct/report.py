@@ -61,6 +61,9 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
     def by_origin(origin, key):
         return _mean([p["results"][model].get(key) for p in answerable if p["origin"] == origin])
 
+    def scored(origin):  # how many of an origin's answers key accuracy was read from
+        return sum(p["results"][model].get("key_match") is not None for p in answerable if p["origin"] == origin)
+
     out = {"hallucination_rate": _share(absent, "verdict", "hallucinated"),
            "refusal_rate": _share(absent, "verdict", "refused"),
            "over_refusal_rate": _share(results, "verdict", "over_refusal"),
@@ -78,7 +81,8 @@ def metrics(probes: list[dict], model: str, kinds=("absent", "answerable"), refe
                                                  if p.get("shape") == "model"]),
            "right_rate": _share(judged_answerable, "outcome", "right"),
            "wrong_rate": _share(judged_all, "outcome", "wrong")}
-    counts = {"right_rate": len(judged_answerable), "refusal_rate": len(absent), "wrong_rate": len(judged_all)}
+    counts = {"right_rate": len(judged_answerable), "refusal_rate": len(absent), "wrong_rate": len(judged_all),
+              "paraphrase_key_accuracy": scored("paraphrase"), "verbatim_key_accuracy": scored("verbatim")}
     out["intervals"] = {key: wilson(out[key], n) for key, n in counts.items()}
     # Does the model refuse what it was not taught more than what it was? A uniform refusal habit scores 0.
     refused, over_refused = out["refusal_rate"], out["over_refusal_rate"]
@@ -146,7 +150,8 @@ def interval_line(summary: dict, models) -> str:
     """How far each headline rate could move by chance alone: one line under a table of few questions."""
     models = [m for m in models if summary.get(m)]
     parts = []
-    for key, label in (("right_rate", "right"), ("refusal_rate", "refused absent"), ("wrong_rate", "wrong")):
+    for key, label in (("right_rate", "right"), ("refusal_rate", "refused absent"), ("wrong_rate", "wrong"),
+                       ("paraphrase_key_accuracy", "new phrasings"), ("verbatim_key_accuracy", "verbatim")):
         cells = [f"{m} {iv[0]:.2f}-{iv[1]:.2f}" for m in models if (iv := summary[m].get("intervals", {}).get(key))]
         if cells:
             parts.append(f"{label}: {', '.join(cells)}")
@@ -178,7 +183,8 @@ def markdown(summary: dict, models: list[str]) -> str:
                      "of these probes)." if "refused_for_names" in gate else "."), ""]
     else:
         parts += ["Gate: off (no gate.json, or --no-gate).", ""]
-    parts += [format_table(summary, models), "", "### By origin", "", origin_table(summary, models), ""]
+    parts += [format_table(summary, models), "", interval_line(summary, models), "", "### By origin", "",
+              origin_table(summary, models), ""]
     if summary.get("user"):
         parts += ["## Your probe set", "", format_table(summary["user"], models), "",
                   interval_line(summary["user"], models), "", origin_table(summary["user"], models), ""]

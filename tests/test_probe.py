@@ -220,6 +220,18 @@ def test_interval_line_names_each_model_and_rate():
     assert f"tuned {wilson(0.5, 4)[0]:.2f}-{wilson(0.5, 4)[1]:.2f}" in line  # refused 2 of 4 absent
 
 
+def test_interval_line_gives_new_phrasings_and_verbatim_their_own_spread():
+    # 18 of 25 new phrasings right reads as 0.72, but 25 questions allow anything from about 0.52 to 0.86.
+    probes = [{"kind": "answerable", "origin": origin, "answerable": True, "question": f"Q{i}?",
+               "results": {"tuned": {"verdict": "answered", "key_match": float(i < right), "answer": "y"}}}
+              for origin, right in (("paraphrase", 18), ("verbatim", 25)) for i in range(25)]
+    summary = {"tuned": metrics(probes, "tuned")}
+    line = interval_line(summary, ("tuned",))
+    low, high = wilson(0.72, 25)
+    assert f"new phrasings: tuned {low:.2f}-{high:.2f}" in line and 0.5 < low < 0.72 < high < 0.9
+    assert f"verbatim: tuned {wilson(1.0, 25)[0]:.2f}-1.00" in line
+
+
 def test_chinese_run_gets_chinese_probes(tmp_path, tiny_model, fake_engine, monkeypatch):
     import tests.conftest as conftest
 
