@@ -8,6 +8,10 @@ CORPUS ?= corpora/harbour_of_velmoor.txt
 # The yardstick: a second invented corpus and questions written for it by hand, which no training step sees.
 EVAL_CORPUS ?= corpora/eval_isle_of_quennock.txt
 EVAL_RUN ?= outputs/eval
+EVAL_SEED ?= 0
+# The hand-written questions beside the corpus, where it has them: `make eval EVAL_CORPUS=$(CORPUS)` measures the
+# sample corpus on the run's own probes alone.
+EVAL_QUESTIONS ?= $(wildcard $(EVAL_CORPUS:.txt=.questions.jsonl))
 # The demo is sized for a 2-core CPU, where NF4 training takes about 13 minutes per window of pairs: the first 2
 # of the sample corpus's 16 windows. `make demo DEMO_ARGS=` adds the rest to the same run (GPU: minutes).
 DEMO_ARGS ?= --max-windows 2
@@ -42,10 +46,11 @@ demo: setup
 	$(BIN)/selfinstruct probe
 
 # generate -> tune -> probe from scratch with the defaults, then the table on the hand-written questions.
+# One seed is one draw: `make eval EVAL_SEED=1` gives another (README reports both where it has them).
 eval: setup
-	$(BIN)/selfinstruct generate $(EVAL_CORPUS) --out $(EVAL_RUN) --overwrite
-	$(BIN)/selfinstruct tune --run $(EVAL_RUN)
-	$(BIN)/selfinstruct probe --run $(EVAL_RUN) --questions $(EVAL_CORPUS:.txt=.questions.jsonl)
+	$(BIN)/selfinstruct generate $(EVAL_CORPUS) --out $(EVAL_RUN) --overwrite --seed $(EVAL_SEED)
+	$(BIN)/selfinstruct tune --run $(EVAL_RUN) --seed $(EVAL_SEED)
+	$(BIN)/selfinstruct probe --run $(EVAL_RUN) --seed $(EVAL_SEED) $(if $(EVAL_QUESTIONS),--questions $(EVAL_QUESTIONS))
 
 # What each part of the training set adds (README "Ablation"): one generate with 8 restatements, then a tune
 # and probe per row. Hours on a 2-core CPU, minutes on a GPU. ABLATION_ARGS="--seeds 0,1 -- --epochs 5" etc.
