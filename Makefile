@@ -16,7 +16,7 @@ EVAL_QUESTIONS ?= $(wildcard $(EVAL_CORPUS:.txt=.questions.jsonl))
 # of the sample corpus's 16 windows. `make demo DEMO_ARGS=` adds the rest to the same run (GPU: minutes).
 DEMO_ARGS ?= --max-windows 2
 
-.PHONY: setup test test-fast lint demo eval ablation bench clean
+.PHONY: setup test test-fast lint demo eval compare ablation bench clean
 
 setup: $(VENV)/.installed
 
@@ -46,11 +46,16 @@ demo: setup
 	$(BIN)/selfinstruct probe
 
 # generate -> tune -> probe from scratch with the defaults, then the table on the hand-written questions.
-# One seed is one draw: `make eval EVAL_SEED=1` gives another (README reports both where it has them).
+# One seed is one draw: `make eval EVAL_SEED=1 EVAL_RUN=outputs/eval-seed1` gives another beside it.
 eval: setup
 	$(BIN)/selfinstruct generate $(EVAL_CORPUS) --out $(EVAL_RUN) --overwrite --seed $(EVAL_SEED)
 	$(BIN)/selfinstruct tune --run $(EVAL_RUN) --seed $(EVAL_SEED)
 	$(BIN)/selfinstruct probe --run $(EVAL_RUN) --seed $(EVAL_SEED) $(if $(EVAL_QUESTIONS),--questions $(EVAL_QUESTIONS))
+
+# Finished runs side by side, the first the baseline (WORSE marked):
+# make compare RUNS="outputs/eval outputs/eval-seed1" COMPARE_ARGS="--mean --chart outputs/compare.png"
+compare: setup
+	$(BIN)/python -m selfinstruct.compare $(RUNS) $(COMPARE_ARGS)
 
 # What each part of the training set adds (README "Ablation"): one generate with 8 restatements, then a tune
 # and probe per row. Hours on a 2-core CPU, minutes on a GPU. ABLATION_ARGS="--seeds 0,1 -- --epochs 5" etc.
