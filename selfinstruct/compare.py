@@ -13,6 +13,7 @@ from pathlib import Path
 from statistics import mean
 
 from .config import UserError
+from .report import _cell
 from .runs import read_json
 
 # The knowledge issue's bars: facts with an accepted pair, new phrasings (alone and against verbatim), people's
@@ -58,8 +59,8 @@ def right_by_type(run: dict) -> str:
 def bars(run: dict) -> dict[str, bool | None]:
     """Each knowledge bar met or not (None where the run lacks what it is read from)."""
     coverage = run["generate"].get("fact_coverage")
-    tuned = run["report"]["tuned"]
-    new, verbatim = tuned.get("paraphrase_key_accuracy"), tuned.get("verbatim_key_accuracy")
+    new = rates(run, "own", "paraphrase_key_accuracy").get("tuned")
+    verbatim = rates(run, "own", "verbatim_key_accuracy").get("tuned")
     hand = rates(run, "user", "right_rate").get("tuned")
     return {"fact_coverage": None if coverage is None else coverage >= BARS["fact_coverage"],
             "new_phrasings": None if new is None else new >= BARS["new_phrasings"],
@@ -83,7 +84,7 @@ def minutes(seconds: float | None) -> str:
 
 
 def cell(values: dict[str, float]) -> str:
-    return " / ".join(f"{values[m]:.2f}" if m in values else "–" for m in MODELS) if values else "–"
+    return " / ".join(_cell(values.get(m)) for m in MODELS) if values else "–"
 
 
 def worse(now: dict[str, float], then: dict[str, float], higher_better: bool) -> bool:
