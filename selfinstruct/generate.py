@@ -72,6 +72,7 @@ class WindowDraft:
     candidates: list[Candidate]
     texts: list[dict]  # the window and its restatements
     ungrounded: list[dict]  # restatements the support filter refused
+    unasked: list[int] = field(default_factory=list)  # offsets of fact sentences that open with an unresolved pronoun
     generated_tokens: int = 0  # the engine's tokens for the step that drafted this window (first draft only)
 
 
@@ -89,26 +90,14 @@ def seed_for(*parts) -> int:
 
 
 def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n: int, seed: int) -> list[Fact]:
-    """Answers to ask about: with `n` 0, every name, number, date or definition of every sentence that holds
-    one (a sentence is learnt as a fact only through the answers asked of it: "96 miles" in a sentence about
-    the Isle of Quennock is never known if only the island is asked for); otherwise up to `n`, one per
-    sentence before any sentence gets a second. Either way a name the sentence describes comes first ("the
-    Mariners' Bed, a fund that ..."), then they spread over answer kinds. Sentences wholly inside the previous
-    window's overlap belong to that window's pool and are skipped here. A sentence's leading pronouns are first
-    replaced by the names they plainly stand for (resolve_pronouns); one that still opens with a pronoun is
-    skipped."""
-    by_sentence = []
-    spans = split_sentences(window.text, window.start)
-    sentences = resolve_pronouns([window.text[s - window.start:e - window.start] for s, e in spans], entities,
-                                 language)
-    for (start, end), sentence in zip(spans, sentences, strict=True):
-        if end <= seen_until or not sentence.endswith(SENTENCE_ENDINGS):
-            continue  # already seen, or a heading
-        if len(filters.tokens(sentence)) < 6 or opens_with_pronoun(sentence):
-            continue  # too short to hold a fact, or not self-contained
-        spans = answer_spans(sentence, entities, language)
-        if spans:
-            by_sentence.append((start, end, sentence, spans))
+    """Answers to ask about: with `n` 0, every name, number, date or definition of every fact sentence
+    (`fact_sentences`) that does not open with a pronoun no name stands for (a sentence is learnt as a fact only
+    through the answers asked of it: "96 miles" in a sentence about the Isle of Quennock is never known if only
+    the island is asked for); otherwise up to `n`, one per sentence before any sentence gets a second. Either way
+    a name the sentence describes comes first ("the Mariners' Bed, a fund that ..."), then they spread over
+    answer kinds."""
+    by_sentence = [(start, end, sentence, spans) for start, end, sentence, spans
+                   in fact_sentences(window, seen_until, entities, language) if not opens_with_pronoun(sentence)]
     random.Random(seed_for(seed, window.index)).shuffle(by_sentence)
     facts, kinds_used = [], Counter()
     rounds = max((len(spans) for *_, spans in by_sentence), default=0) if n == 0 else 3
@@ -124,6 +113,25 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
             facts.append(Fact(f"w{window.index:04d}-f{len(facts)}", window, sentence, start, end,
                               sentence[s:e], s, e, kind))
     return facts
+
+
+def fact_sentences(window: Window, seen_until: int, entities: dict,
+                   language: str) -> list[tuple[int, int, str, list[tuple[int, int, str]]]]:
+    """The window's fact candidates: (start, end, sentence, answer spans) of each sentence that states a name,
+    number, date or definition, its leading pronouns first replaced by the names they plainly stand for
+    (resolve_pronouns). Sentences wholly inside the previous window's overlap belong to that window's pool and
+    are skipped here, as are headings and sentences too short to hold a fact. One that still opens with a pronoun
+    is a candidate all the same (the run's coverage counts it), though no question is asked of it."""
+    found = []
+    spans = split_sentences(window.text, window.start)
+    sentences = resolve_pronouns([window.text[s - window.start:e - window.start] for s, e in spans], entities,
+                                 language)
+    for (start, end), sentence in zip(spans, sentences, strict=True):
+        if end <= seen_until or not sentence.endswith(SENTENCE_ENDINGS) or len(filters.tokens(sentence)) < 6:
+            continue
+        if answers := answer_spans(sentence, entities, language):
+            found.append((start, end, sentence, answers))
+    return found
 
 
 def opens_with_pronoun(sentence: str) -> bool:
@@ -146,6 +154,9 @@ class QuestionWriter:
         tokens_before = self.generator.generated_tokens
         facts = {w.index: pick_facts(w, seen_until, self.entities, self.language, self.config.questions_per_window,
                                      self.config.seed) for w, seen_until in windows}
+        unasked = {w.index: [start for start, _, sentence, _ in fact_sentences(w, seen_until, self.entities,
+                                                                               self.language)
+                             if opens_with_pronoun(sentence)] for w, seen_until in windows}
         candidates = self.write_questions([f for fs in facts.values() for f in fs])
         for c in candidates:
             c.reason = c.reason or filters.check_question(c.question, c.fact.key, c.fact.sentence, c.fact.window.text)
@@ -160,7 +171,7 @@ class QuestionWriter:
             texts, ungrounded = window_texts(w, self.entities, self.config.rewrites, self.config.min_support,
                                              self.config.seed, self.language)
             drafts.append(WindowDraft(w, facts[w.index], [c for c in candidates if c.fact.window.index == w.index],
-                                      texts, ungrounded))
+                                      texts, ungrounded, unasked[w.index]))
         if drafts:
             drafts[0].generated_tokens = self.generator.generated_tokens - tokens_before
         return drafts
@@ -451,7 +462,7 @@ class Pipeline:
         self.run.count(refused)
         return WindowResult(w, accepted + refused,
                             [self.reject_record(c) for c in draft.candidates if c.reason] + draft.ungrounded,
-                            draft.texts, sorted({f.start for f in draft.facts}))
+                            draft.texts, sorted({f.start for f in draft.facts} | set(draft.unasked)))
 
     def accept(self, facts: list[Fact], candidates: list[Candidate]) -> list[dict]:
         records = []
