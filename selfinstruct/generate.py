@@ -89,15 +89,19 @@ def seed_for(*parts) -> int:
     return zlib.crc32(":".join(map(str, parts)).encode())
 
 
-def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n: int, seed: int) -> list[Fact]:
-    """Answers to ask about: with `n` 0, every name, number, date or definition of every fact sentence
-    (`fact_sentences`) that does not open with a pronoun no name stands for (a sentence is learnt as a fact only
-    through the answers asked of it: "96 miles" in a sentence about the Isle of Quennock is never known if only
-    the island is asked for); otherwise up to `n`, one per sentence before any sentence gets a second. Either way
-    a name the sentence describes comes first ("the Mariners' Bed, a fund that ..."), then they spread over
-    answer kinds."""
-    by_sentence = [(start, end, sentence, spans) for start, end, sentence, spans
-                   in fact_sentences(window, seen_until, entities, language) if not opens_with_pronoun(sentence)]
+# (start, end, sentence with its pronouns resolved, answer spans (start, end, kind) in it)
+FactSentence = tuple[int, int, str, list[tuple[int, int, str]]]
+
+
+def pick_facts(window: Window, sentences: list[FactSentence], n: int, seed: int) -> list[Fact]:
+    """Answers to ask about, from the window's fact sentences (`fact_sentences`) save those that open with a
+    pronoun no name stands for: with `n` 0, every name, number, date or definition of each (a sentence is learnt
+    as a fact only through the answers asked of it: "96 miles" in a sentence about the Isle of Quennock is never
+    known if only the island is asked for); otherwise up to `n`, one per sentence before any sentence gets a
+    second. Either way a name the sentence describes comes first ("the Mariners' Bed, a fund that ..."), then
+    they spread over answer kinds."""
+    by_sentence = [(start, end, sentence, list(spans)) for start, end, sentence, spans in sentences
+                   if not opens_with_pronoun(sentence)]  # a copy of each sentence's spans: they are used up below
     random.Random(seed_for(seed, window.index)).shuffle(by_sentence)
     facts, kinds_used = [], Counter()
     rounds = max((len(spans) for *_, spans in by_sentence), default=0) if n == 0 else 3
@@ -115,8 +119,7 @@ def pick_facts(window: Window, seen_until: int, entities: dict, language: str, n
     return facts
 
 
-def fact_sentences(window: Window, seen_until: int, entities: dict,
-                   language: str) -> list[tuple[int, int, str, list[tuple[int, int, str]]]]:
+def fact_sentences(window: Window, seen_until: int, entities: dict, language: str) -> list[FactSentence]:
     """The window's fact candidates: (start, end, sentence, answer spans) of each sentence that states a name,
     number, date or definition, its leading pronouns first replaced by the names they plainly stand for
     (resolve_pronouns). Sentences wholly inside the previous window's overlap belong to that window's pool and
@@ -152,11 +155,11 @@ class QuestionWriter:
         """Windows, each with the corpus offset up to which the previous window already asked, drafted in
         one engine pass."""
         tokens_before = self.generator.generated_tokens
-        facts = {w.index: pick_facts(w, seen_until, self.entities, self.language, self.config.questions_per_window,
-                                     self.config.seed) for w, seen_until in windows}
-        unasked = {w.index: [start for start, _, sentence, _ in fact_sentences(w, seen_until, self.entities,
-                                                                               self.language)
-                             if opens_with_pronoun(sentence)] for w, seen_until in windows}
+        sentences = {w.index: fact_sentences(w, seen_until, self.entities, self.language) for w, seen_until in windows}
+        facts = {w.index: pick_facts(w, sentences[w.index], self.config.questions_per_window, self.config.seed)
+                 for w, _ in windows}
+        unasked = {i: [start for start, _, sentence, _ in found if opens_with_pronoun(sentence)]
+                   for i, found in sentences.items()}
         candidates = self.write_questions([f for fs in facts.values() for f in fs])
         for c in candidates:
             c.reason = c.reason or filters.check_question(c.question, c.fact.key, c.fact.sentence, c.fact.window.text)
@@ -564,7 +567,8 @@ def run(config, generator=None) -> int:
     with open_run(config) as run_state:
         todo = run_state.todo()
         if todo and not run_state.done and not any(
-                pick_facts(w, run_state.seen_until(w), run_state.entities, run_state.corpus.language, 0, config.seed)
+                pick_facts(w, fact_sentences(w, run_state.seen_until(w), run_state.entities,
+                                             run_state.corpus.language), 0, config.seed)
                 for w in run_state.windows):
             raise UserError(f"{config.corpus} has no sentence that states a name, number or date to ask about "
                             f"({len(run_state.corpus.text.split())} words): give it a corpus of whole sentences")

@@ -351,7 +351,7 @@ def test_facts_are_never_picked_twice_and_spread_over_sentences():
     entities = corpus_entities(text * 3, "en")
     window = Window(0, 0, len(text), text)
     for seed in range(8):
-        facts = pick_facts(window, -1, entities, "en", n=10, seed=seed)
+        facts = pick_facts(window, fact_sentences(window, -1, entities, "en"), n=10, seed=seed)
         spans = [(f.start, f.key_start, f.key_end) for f in facts]
         assert len(facts) >= 4 and len(set(spans)) == len(spans), [f.key for f in facts]
         assert {f.start for f in facts[:2]} == {0, text.index("Saro")}, "one per sentence before a second"
@@ -366,7 +366,8 @@ def test_facts_are_never_picked_twice_and_spread_over_sentences():
 ])
 def test_every_answer_of_every_fact_sentence_is_asked_about(text, language, keys):
     entities = corpus_entities(text * 3, language)
-    facts = pick_facts(Window(0, 0, len(text), text), -1, entities, language, n=0, seed=0)
+    window = Window(0, 0, len(text), text)
+    facts = pick_facts(window, fact_sentences(window, -1, entities, language), n=0, seed=0)
     by_sentence = {}
     for f in facts:
         by_sentence.setdefault(f.start, []).append(f.key)
@@ -434,7 +435,8 @@ def test_the_single_machine_path_never_imports_ray():
 def test_a_sentence_that_opens_with_a_pronoun_is_asked_about_by_its_name():
     text = "The Skellow Lazaret stands on Skellow Islet. It was built in 1739 and has thirty cells."
     entities = corpus_entities(text * 3, "en")
-    facts = pick_facts(Window(0, 0, len(text), text), -1, entities, "en", n=0, seed=0)
+    window = Window(0, 0, len(text), text)
+    facts = pick_facts(window, fact_sentences(window, -1, entities, "en"), n=0, seed=0)
     second = [f for f in facts if f.start > 0]
     assert {f.key for f in second} == {"Skellow Lazaret", "1739", "thirty cells"}  # none if not self-contained
     assert all(f.sentence.startswith("The Skellow Lazaret was built in 1739") for f in second)
@@ -447,7 +449,7 @@ def test_a_sentence_whose_subject_is_a_pronoun_no_name_stands_for_is_a_fact_cand
             "By 1760 it had spread to fourteen wards. In 1775 there were twenty-two gardeners.")
     entities = corpus_entities(text * 3, "en")
     window = Window(0, 0, len(text), text)
-    keys = {f.key for f in pick_facts(window, -1, entities, "en", n=0, seed=0)}
+    keys = {f.key for f in pick_facts(window, fact_sentences(window, -1, entities, "en"), n=0, seed=0)}
     assert "fourteen wards" not in keys and "1760" not in keys
     assert {"1712", "1775"} <= keys  # a time phrase alone, or "there were", is no pronoun subject
     candidates = [sentence for _, _, sentence, _ in fact_sentences(window, -1, entities, "en")]
