@@ -231,33 +231,66 @@ def resolve_pronouns(sentences: list[str], entities: dict[str, str], language: s
     with forty beds" -> "... founded the Harrowmede Infirmary in 1723, and the Harrowmede Infirmary opened ...")
     and so do the questions made from it: a question about "it" asks about nothing a person can name. Only where
     the antecedent is plain, since a wrong guess would teach a false fact: the pronoun is in the sentence's main
-    clause (or opens a clause joined to it by "and"), it stands for the subject of the sentence before, named at
-    its start or after "The ... is", of the pronoun's sort (a person for he/she, the only person named there
-    outside an appositive to it), and no name of that sort comes earlier in its own sentence. English only;
-    other languages come back as given."""
+    clause (or opens a clause joined to it by "and"), it stands for the topic of the sentence before (its
+    subject, or the topic it went on about), of the pronoun's sort (a person for he/she), and no name of that
+    sort comes earlier in its own sentence.
+    English only; other languages come back as given."""
     if language != "en":
         return list(sentences)
     resolved: list[str] = []
+    topic, named_in = None, ""
     for sentence in sentences:
-        previous = resolved[-1] if resolved else ""
-        resolved.append(sentence if EXPLETIVE_IT.search(sentence) else _resolve(sentence, previous, entities))
+        used = None if EXPLETIVE_IT.search(sentence) else _antecedent(sentence, topic, entities)
+        resolved.append(_replace_pronouns(sentence, used) if used else sentence)
+        if subject := _subject(resolved[-1], entities):
+            topic, named_in = subject, resolved[-1]
+        elif not (used or _opens_on_its_noun(resolved[-1], named_in)) or _rival(resolved[-1], topic, entities):
+            topic = None
     return resolved
 
 
-def _resolve(sentence: str, previous: str, entities: dict[str, str]) -> str:
-    if not PRONOUN.search(sentence):
-        return sentence  # most sentences: no need to look for names in the one before
-    antecedent = _subject(previous, entities)
-    if antecedent is None:
-        return sentence
-    name, is_person = antecedent
+# "The island is ...": a sentence opening on a definite noun, after any time phrase.
+DEFINITE_OPENING = re.compile(r"(?:(?:In|By|After|Before|From|Until|During)\s[^,]*?\b\d{3,4},?\s+)?[Tt]he\s+(\w+)\s")
+
+
+def _opens_on_its_noun(sentence: str, named_in: str) -> bool:
+    """A sentence with no name for a subject still speaks of the topic before it when it opens on a noun the
+    topic's own sentence used: "The Isle of Quennock is a remote island ... The island is roughly eleven miles
+    long ... Its only town is Harrowmede". One opening otherwise ("In those years a fever came") may bring in what
+    the next "it" stands for."""
+    opening = DEFINITE_OPENING.match(sentence)
+    return bool(opening) and bool(re.search(rf"\b{re.escape(opening.group(1))}\b", named_in, re.I))
+
+
+def _rival(sentence: str, topic: tuple[str, bool] | None, entities: dict[str, str]) -> bool:
+    """The sentence names another of the topic's sort: "Hugo Merrivane's daughter, Agathe Merrivane, took
+    command ... She later came ashore" is no longer about Hugo Merrivane."""
+    return topic is None or any((kind == "person") == topic[1] and sentence[s:e].lower() not in topic[0].lower()
+                                for s, e, kind in find_mentions(sentence, entities))
+
+
+def _antecedent(sentence: str, topic: tuple[str, bool] | None, entities: dict[str, str]) -> tuple[str, bool] | None:
+    """The topic, where the sentence's first pronoun of its sort is in the main clause and no name of that sort
+    comes before it in the sentence (it may stand for that one)."""
+    if topic is None or not PRONOUN.search(sentence):
+        return None  # most sentences: no pronoun
+    pronoun = _first_pronoun(sentence, topic[1])
+    if pronoun is None or any(s < pronoun.start() and (kind == "person") == topic[1]
+                              for s, _, kind in find_mentions(sentence, entities)):
+        return None
+    return topic
+
+
+def _first_pronoun(sentence: str, is_person: bool):
     clause_end = next((m.start() for m in SUBCLAUSE.finditer(sentence) if m.start() > 0), len(sentence))
     pronouns = [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in PERSON_PRONOUNS) == is_person]
-    if not pronouns or pronouns[0].start() > clause_end:
-        return sentence
-    if any(s < pronouns[0].start() and (kind == "person") == is_person for s, _, kind in find_mentions(
-            sentence, entities)):
-        return sentence  # it may stand for a name of its own sentence
+    return pronouns[0] if pronouns and pronouns[0].start() <= clause_end else None
+
+
+def _replace_pronouns(sentence: str, antecedent: tuple[str, bool]) -> str:
+    """The first pronoun of the antecedent's sort, and those that open a clause joined by "and" or ";"."""
+    name, is_person = antecedent
+    pronouns = [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in PERSON_PRONOUNS) == is_person]
     pronouns = [pronouns[0]] + [m for m in pronouns[1:] if re.search(r"(?:,\s*and|;)\s+$", sentence[:m.start()])]
     for m in reversed(pronouns):  # from the end, so earlier offsets stay right
         word = name + ("'s" if m.group().lower() in POSSESSIVE_PRONOUNS else "")

@@ -275,6 +275,32 @@ def test_pronouns_whose_name_is_a_guess_stay(previous, sentence):
     assert resolve_pronouns([previous, sentence], PEOPLE_AND_PLACES, "en") == [previous, sentence]
 
 
+@pytest.mark.parametrize("sentences, resolved", [
+    # the sentence between opens on a noun the topic's own sentence used ("island")
+    (["The Harrowmede Infirmary is a long stone hall by the sea.", "The hall is roughly ninety feet long.",
+      "Its only ward is the Saltmarsh Ward."],
+     "The Harrowmede Infirmary's only ward is the Saltmarsh Ward."),
+    # the sentence between was itself about the topic ("When it was founded")
+    (["The Harrowmede Infirmary stands by the sea.", "When it was founded the hall held ten beds.",
+      "By 1760 it had forty beds."],
+     "By 1760 the Harrowmede Infirmary had forty beds."),
+])
+def test_a_topic_carries_over_a_sentence_that_goes_on_about_it(sentences, resolved):
+    assert resolve_pronouns(sentences, PEOPLE_AND_PLACES, "en")[-1] == resolved
+
+
+@pytest.mark.parametrize("sentences", [
+    # "a fever" is what "it" stands for, though no name says so
+    ["The Harrowmede Infirmary stands by the sea.", "In those years a fever came.", "By 1760 it had spread."],
+    # the sentence between names another person: "She" is no longer surely Emeric Saldane's
+    ["Emeric Saldane landed in 1709.", "His niece, Odile Varrance, came in 1710.", "She later planted the garden."],
+    # a definite noun the topic's sentence never used
+    ["The Harrowmede Infirmary stands by the sea.", "The storm was the worst in years.", "It broke the windows."],
+])
+def test_a_topic_does_not_carry_over_a_sentence_that_may_bring_in_another(sentences):
+    assert resolve_pronouns(sentences, PEOPLE_AND_PLACES, "en")[-1] == sentences[-1]
+
+
 def test_other_languages_come_back_as_given():
     sentences = ["苍箬镇由卜怀渊建立。", "它在河边。"]
     assert resolve_pronouns(sentences, {"苍箬镇": "place"}, "zh") == sentences

@@ -454,3 +454,13 @@ def test_a_sentence_whose_subject_is_a_pronoun_no_name_stands_for_is_a_fact_cand
     assert {"1712", "1775"} <= keys  # a time phrase alone, or "there were", is no pronoun subject
     candidates = [sentence for _, _, sentence, _ in fact_sentences(window, -1, entities, "en")]
     assert "By 1760 it had spread to fourteen wards." in candidates  # counted in the run's coverage, unasked
+
+
+def test_a_pronoun_two_sentences_from_its_name_is_asked_about_by_its_name():
+    text = ("The Physic Garden was laid out in 1712. When it was founded the garden covered six acres. "
+            "By 1760 it had been enlarged to fourteen acres.")
+    entities = corpus_entities(text * 3, "en")
+    window = Window(0, 0, len(text), text)
+    facts = pick_facts(window, fact_sentences(window, -1, entities, "en"), n=0, seed=0)
+    assert {f.sentence for f in facts if f.key == "fourteen acres"} == {
+        "By 1760 the Physic Garden had been enlarged to fourteen acres."}
