@@ -191,7 +191,7 @@ class QuestionWriter:
             # stems at the default 7); the sentence's own shapes (described, active, reversed, clause, cloze,
             # trimmed, reworded, template) fill the rest.
             for p in range(min(max(cfg.phrasings - 4, 1), 3)):
-                stem = prompts.stems(fact.kind, self.language)[p % 3]
+                stem = prompts.stems(fact.kind, self.language, fact.key, fact.sentence)[p % 3]
                 prompt = prompts.question_prompt(tok, fact.sentence, fact.key, stem, self.language)
                 for c in range(cfg.candidates):
                     if c == 0 and (prompt, stem) in greedy_asked:

@@ -71,8 +71,34 @@ ROUNDTRIP_SYSTEM = {
 ROUNDTRIP_ASK = {"en": "Text: {context}\n\nQuestion: {question}", "zh": "文字：{context}\n\n问题：{question}"}
 
 
-def stems(kind: str, language: str) -> tuple[str, ...]:
-    return STEMS[kind] if language == "en" else ("", "", "")  # Chinese asks in situ: no fronted wh-word
+# People ask an amount with a word for what it measures ("How high does Brennick Tor rise?", "How much did the
+# Lantern Glasshouse cost?"), not only "How many feet". By the key's unit, or the word after it ("nine feet
+# high"); a count of things ("eighteen beds") has none.
+MEASURES = {"acre": "How large", "mile": "How far", "foot": "How high", "feet": "How high", "crown": "How much",
+            "pound": "How much", "shilling": "How much", "gallon": "How much", "pint": "How much",
+            "hour": "How long", "day": "How long", "week": "How long", "month": "How long", "year": "How long"}
+MEASURE_WORDS = ("high", "long", "wide", "deep", "tall", "thick", "heavy")
+
+
+def stems(kind: str, language: str, key: str = "", sentence: str = "") -> tuple[str, ...]:
+    """The started questions for an answer of `kind`. Of an amount in a unit (`key`, in `sentence`), the last is
+    the measure people ask it by, in place of a third "number of"."""
+    if language != "en":
+        return ("", "", "")  # Chinese asks in situ: no fronted wh-word
+    measure = measure_stem(key, sentence) if kind == "quantity" else None
+    return STEMS[kind][:2] + (measure,) if measure else STEMS[kind]
+
+
+def measure_stem(key: str, sentence: str) -> str | None:
+    unit = key.split()[-1].lower() if len(key.split()) > 1 else ""
+    at = sentence.find(key) if key else -1
+    after = re.match(r"\s+(\w+)", sentence[at + len(key):]) if at >= 0 else None
+    if after and after.group(1).lower() in MEASURE_WORDS:
+        return "How " + after.group(1).lower()
+    measure = MEASURES.get(unit) or MEASURES.get(unit.removesuffix("s"))
+    if measure == "How long" and sentence[:max(at, 0)].endswith("every "):
+        return "How often"  # "chosen every seven years"
+    return measure
 
 
 def question_prompt(tokenizer, sentence: str, answer: str, stem: str, language: str) -> str:

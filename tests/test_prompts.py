@@ -2,10 +2,12 @@ import pytest
 
 from selfinstruct.prompts import (
     LLAMA2_CHAT_TEMPLATE,
+    STEMS,
     chat_messages,
     parse_question,
     refusal,
     render_llama2,
+    stems,
     system_prompt,
 )
 
@@ -62,3 +64,21 @@ MESSY = [
 @pytest.mark.parametrize("raw, expected", MESSY)
 def test_salvage_parser_on_real_messy_outputs(raw, expected):
     assert parse_question(raw) == expected
+
+
+@pytest.mark.parametrize("key, sentence, stem", [
+    ("1,020 feet", "The northern hill, Brennick Tor, rises to 1,020 feet.", "How high"),
+    ("four miles", "The island is roughly eleven miles long and four miles wide.", "How wide"),  # the word after
+    ("1,800 crowns", "It was finished in 1756 at a cost of 1,800 crowns.", "How much"),
+    ("six acres", "When it was founded the garden covered six acres.", "How large"),
+    ("twenty-six years", "Maud Orrow ran the Stillroom for twenty-six years.", "How long"),
+    ("seven years", "A Warden is chosen every seven years.", "How often"),
+])
+def test_an_amount_in_a_unit_is_asked_by_what_it_measures(key, sentence, stem):
+    assert stems("quantity", "en", key, sentence) == ("How many", "What number of", stem)
+
+
+def test_a_count_of_things_and_other_kinds_keep_their_stems():
+    assert stems("quantity", "en", "eighteen beds", "It holds eighteen beds.") == STEMS["quantity"]
+    assert stems("year", "en", "1756", "It was finished in 1756.") == STEMS["year"]
+    assert stems("quantity", "zh", "四加仑", "它每天能蒸四加仑。") == ("", "", "")
