@@ -55,7 +55,7 @@ class Fact:
 class Candidate:
     fact: Fact
     phrasing: int
-    origin: str  # model | described | active | reversed | clause | cloze | template | trimmed | reworded
+    origin: str  # model | described | active | reversed | clause | predicate | cloze | template | trimmed | reworded
     raw: str
     question: str | None = None
     reason: str | None = None
@@ -547,7 +547,8 @@ def derived_candidates(candidates: list[Candidate]) -> list[Candidate]:
 
 # Which shape a fact keeps first when it has more than --phrasings: the whole sentence with a hole reads least
 # like what people ask, so it comes last.
-ORIGIN_PREFERENCE = ("model", "described", "active", "reversed", "clause", "cloze", "trimmed", "reworded", "template")
+ORIGIN_PREFERENCE = ("model", "described", "active", "reversed", "clause", "predicate", "cloze", "trimmed",
+                     "reworded", "template")
 
 
 def interleave_origins(candidates: list[Candidate]) -> list[Candidate]:

@@ -352,6 +352,35 @@ RELATIVE_VERB = re.compile(rf"\s{ADVERB}{PAST}\b")
 RELATIVE_OBJECT = re.compile(rf"{APPOSITIVE}\s(?:that|which)\s(?P<agent>{NAME})\s{ADVERB}{PAST}\b")
 
 
+# A name's other predicates: "..., who became its first Keeper" after it (past any appositive), "... and is kept
+# for children" after a subject's first verb phrase. Each opens on a finite verb: "and the Infirmary" is none.
+FINITE_VERB = rf"(?:(?:first|also|later)\s)?(?:[a-z]+ed|{'|'.join(sorted(FINITE_VERBS))})\b"
+PREDICATE = rf"(?P<vp>{FINITE_VERB}(?:[^,;]|,(?=\d{{3}}))*)"  # to the next comma, but not one inside "9,000"
+RELATIVE_PREDICATE = re.compile(rf"{APPOSITIVE},\s(?:who|which)\s{PREDICATE}")
+JOINED_PREDICATE = re.compile(rf"\s[^,;]*?\s(?:and|but)\s{PREDICATE}")
+
+
+def predicate_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
+    """The name asked for by one of its predicates that the template buries mid-sentence: "Who became the first
+    Keeper of the Lazaret?" of "The Lazaret was built in 1739 by Lisbet Orrow, a former ship's surgeon ..., who
+    became its first Keeper of the Lazaret"; "Which place is kept for children?" of "The Kittiwake Ward opened in
+    1751 with the new storey and is kept for children". A person asks about one thing a name did. Only the
+    sentence's subject owns a verb joined by "and" ("The Lazaret was built by Lisbet Orrow and opened in 1740":
+    the Lazaret opened). English only; names only; "its" becomes "the" (it stands for what the question names)."""
+    if language != "en" or kind not in NAME_KINDS:
+        return None
+    after = sentence[end:].rstrip(" .")
+    inside_appositive = re.search(r",\s(?:a|an|the)\s[^,;]*$", sentence[:start])  # "..., an elder cousin of X, who"
+    m = None if inside_appositive else RELATIVE_PREDICATE.match(after)
+    if m is None and sentence[:start].strip() in ("", "The", "the"):
+        m = JOINED_PREDICATE.match(after)
+    if m is None or len(m["vp"].split()) < 3:
+        return None
+    wh = en_question_word(kind, sentence[start:end])
+    vp = re.sub(r"\bits\b", "the", m["vp"].strip(), count=1)
+    return normalize(f"{wh[0].upper()}{wh[1:]} {vp}?")
+
+
 def other_side_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
     """The short question from the other side of a relation the sentence states in the passive or in a relative
     clause: "The Lazaret was built in 1739 by Lisbet Orrow" -> "Who built the Lazaret?"; "Varrance Tincture, a
@@ -401,6 +430,7 @@ def template_questions(sentence: str, start: int, end: int, kind: str, language:
             "active": active_clause_question(sentence, start, end, kind, language),
             "reversed": other_side_question(sentence, start, end, kind, language),
             "clause": clause if clause != template else None,  # a one-clause sentence: the template asks it
+            "predicate": predicate_question(sentence, start, end, kind, language),
             "cloze": cloze_question(sentence, start, language) if kind != "definition" else None,
             "template": template}
 

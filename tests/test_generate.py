@@ -217,7 +217,7 @@ def test_a_model_that_writes_garbage_is_named_and_the_templates_still_give_pairs
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("selfinstruct: warning: the model wrote no usable question")
     origins = {p["origin"] for p in read(tmp_path / "run" / "qa.jsonl") if p["answerable"]}
-    assert origins <= {"template", "cloze", "clause", "described", "active", "reversed", "trimmed",
+    assert origins <= {"template", "cloze", "clause", "predicate", "described", "active", "reversed", "trimmed",
                        "reworded"}
     assert "trimmed" in origins, "a template question without its trailing clause or date is a phrasing too"
     assert read(tmp_path / "run" / "rejects.jsonl"), "the rejected outputs are kept"

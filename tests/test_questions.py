@@ -9,6 +9,7 @@ from selfinstruct.questions import (
     described_question,
     key_first_answer,
     other_side_question,
+    predicate_question,
     reworded_question,
     template_question,
     template_questions,
@@ -117,8 +118,8 @@ def test_cloze_questions_and_key_first_answers(sentence, key, kind, cloze, answe
     start = sentence.index(key)
     language = "zh" if "。" in sentence else "en"
     shapes = template_questions(sentence, start, start + len(key), kind, language)
-    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause", "described", "active",
-                                                               "reversed"}
+    assert shapes["cloze"] == cloze and set(shapes) == {"template", "cloze", "clause", "predicate", "described",
+                                                               "active", "reversed"}
     assert key_first_answer(key, kind, sentence, start, start + len(key), language) == answer
     if cloze:
         assert check_question(cloze, key, sentence, sentence) is None  # a cloze passes the question filters
@@ -287,3 +288,32 @@ def test_clause_answers_leave_out_the_key_first_head():
     assert answer == "In 1709 the physician Emeric Saldane landed on the island."
     assert key_first_answer("Emeric Saldane", "person", sentence, start, start + 14, "en").startswith(
         "Emeric Saldane. In 1709")
+
+
+@pytest.mark.parametrize("sentence, key, kind, question", [
+    # a relative clause after the name, past its appositive; "its" is what the question names
+    ("The Lazaret was built in 1739 by Lisbet Orrow, a former ship's surgeon, who became its first Keeper.",
+     "Lisbet Orrow", "person", "Who became the first Keeper?"),
+    # a verb phrase joined to the subject's first one by "and"; a number's comma ends nothing
+    ("The Kittiwake Ward opened in 1751 with the new storey and is kept for children.", "Kittiwake Ward", "place",
+     "Which place is kept for children?"),
+    ("The Harbour Archive stands in Twinwater and holds about 9,000 books.", "Harbour Archive", "org",
+     "Which organisation holds about 9,000 books?"),
+])
+def test_a_name_is_asked_for_by_its_other_predicate(sentence, key, kind, question):
+    start = sentence.index(key)
+    assert predicate_question(sentence, start, start + len(key), kind, "en") == question
+
+
+@pytest.mark.parametrize("sentence, key", [
+    # the name sits inside another's appositive: "who" may be either's
+    ("The Lazaret was built by Lisbet Orrow, an elder cousin of Maud Orrow, who became its first Keeper.",
+     "Maud Orrow"),
+    # a verb joined by "and" after an object belongs to the subject: the Lazaret opened, not Lisbet Orrow
+    ("The Lazaret was built by Lisbet Orrow and opened in 1740 for sailors.", "Lisbet Orrow"),
+    # what follows "and" is no verb phrase
+    ("The Orders set aside a bed for the poor and the sick of the island.", "Orders"),
+])
+def test_a_predicate_that_may_be_another_names_is_not_asked(sentence, key):
+    start = sentence.index(key)
+    assert predicate_question(sentence, start, start + len(key), "person", "en") is None
