@@ -355,9 +355,9 @@ RELATIVE_OBJECT = re.compile(rf"{APPOSITIVE}\s(?:that|which)\s(?P<agent>{NAME})\
 # A name's other predicates: "..., who became its first Keeper" after it (past any appositive), "... and is kept
 # for children" after a subject's first verb phrase. Each opens on a finite verb: "and the Infirmary" is none.
 FINITE_VERB = rf"(?:(?:first|also|later)\s)?(?:[a-z]+ed|{'|'.join(sorted(FINITE_VERBS))})\b"
-PREDICATE = rf"(?P<vp>{FINITE_VERB}(?:[^,;]|,(?=\d{{3}}))*)"  # to the next comma, but not one inside "9,000"
+PREDICATE = rf"(?P<vp>{FINITE_VERB}(?:[^,;:]|,(?=\d{{3}}))*)"  # to the next comma, but not one inside "9,000"
 RELATIVE_PREDICATE = re.compile(rf"{APPOSITIVE},\s(?:who|which)\s{PREDICATE}")
-JOINED_PREDICATE = re.compile(rf"\s[^,;]*?\s(?:and|but)\s{PREDICATE}")
+JOINED_PREDICATE = re.compile(rf"\s[^,;:]*?\s(?:and|but)\s{PREDICATE}")  # a colon opens a clause of its own
 
 
 def predicate_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:

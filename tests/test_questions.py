@@ -311,6 +311,9 @@ def test_a_name_is_asked_for_by_its_other_predicate(sentence, key, kind, questio
      "Maud Orrow"),
     # a verb joined by "and" after an object belongs to the subject: the Lazaret opened, not Lisbet Orrow
     ("The Lazaret was built by Lisbet Orrow and opened in 1740 for sailors.", "Lisbet Orrow"),
+    # after a colon the verb joined by "and" is another subject's: the healers formed the Island Guild
+    ("The College of Physic grew out of the Guild of Stillroom Healers: in 1733 the healers broke away and formed "
+     "the Island Guild.", "College of Physic"),
     # what follows "and" is no verb phrase
     ("The Orders set aside a bed for the poor and the sick of the island.", "Orders"),
 ])
