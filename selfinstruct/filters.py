@@ -126,6 +126,8 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
         return "vague"  # "Which place is this?" or "Which person designed it in 1741?" asks about nothing in particular
     if not counts_its_key(question, key):
         return "wrong_count"  # "How many beds were laid in the corridors?" of "treated 1,310 patients"
+    if negated(question) and not negated(evidence):
+        return "negated"  # "In which year did the first Orrow Lamp not burn?" of "... was first lit in 1742"
     asked = word_stems(question) - WH_WORDS
     told = word_stems(evidence) - {stem(t) for t in tokens(key)}
     if not asked or len(asked & told) < min(2, len(asked), len(told)):
@@ -133,6 +135,17 @@ def check_question(question: str | None, key: str, evidence: str, window: str) -
     if not cloze and askew(question):
         return "askew"  # "In what year was Tobias Varrance?", "Who was the person who designed 1741?"
     return None
+
+
+# A negation asks the opposite of what a sentence without one states. The small writer adds one now and then
+# ("In which year did the first Orrow Lamp not burn?"), and the round trip passes it: its reader finds the year.
+NEGATIONS = set("not never no nor neither none nobody nothing cannot 不 没 未".split())
+
+
+def negated(text: str) -> bool:
+    """Whether the text denies something; "not only ... but also" adds rather than denies."""
+    words = tokens(re.sub(r"(?i)\bnot\s+only\b", " ", text))
+    return any(t in NEGATIONS or t.endswith(("n't", "n’t")) for t in words)
 
 
 # A question asking when or how many needs an event or a thing counted besides the names it holds: "In what

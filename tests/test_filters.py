@@ -106,6 +106,21 @@ def test_a_question_asks_about_an_event_not_a_name_alone(question, key, reason):
     assert check_question(question, key, LAMP, LAMP) == reason
 
 
+@pytest.mark.parametrize("question, key, sentence, reason", [
+    ("In which year did Lisbet Orrow not design the Orrow lamp?", "1741", LAMP, "negated"),
+    ("Who never planted the Long Garden?", "Tobias Varrance", LAMP, "negated"),
+    ("Why didn't Tobias Varrance plant the Long Garden in 1741?", "Lisbet Orrow", LAMP, "negated"),
+    ("Which ship could not land at Harrowmede in winter?", "Greylag Maid",
+     "In winter the Greylag Maid could not land at Harrowmede.", None),  # the sentence negates as well
+    ("In which year did Lisbet Orrow design the Orrow lamp?", "1741", LAMP, None),
+    ("Who not only kept the Garden but also lies beneath a standing stone?", "Odile Varrance",
+     "Odile Varrance kept the Garden and lies beneath a standing stone.", None),  # adds, denies nothing
+    ("哪一年丽丝贝没有设计奥罗灯？", "1741", "丽丝贝于1741年设计了奥罗灯。", "negated"),
+])
+def test_a_question_negating_what_its_sentence_states_asks_another_fact(question, key, sentence, reason):
+    assert check_question(question, key, sentence, sentence) == reason
+
+
 @pytest.mark.parametrize("question, key, fits", [
     ("How many patients did the Infirmary treat in 1786?", "1,310 patients", True),
     ("How many beds had to be laid in the corridors in 1786?", "1,310 patients", False),  # the sentence's other count
