@@ -281,16 +281,21 @@ def _antecedent(sentence: str, topic: tuple[str, bool] | None, entities: dict[st
     return topic
 
 
+def _pronouns(sentence: str, is_person: bool) -> list[re.Match]:
+    """The sentence's pronouns of one sort: he/she/his/her for a person, it/its otherwise."""
+    return [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in PERSON_PRONOUNS) == is_person]
+
+
 def _first_pronoun(sentence: str, is_person: bool):
     clause_end = next((m.start() for m in SUBCLAUSE.finditer(sentence) if m.start() > 0), len(sentence))
-    pronouns = [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in PERSON_PRONOUNS) == is_person]
+    pronouns = _pronouns(sentence, is_person)
     return pronouns[0] if pronouns and pronouns[0].start() <= clause_end else None
 
 
 def _replace_pronouns(sentence: str, antecedent: tuple[str, bool]) -> str:
     """The first pronoun of the antecedent's sort, and those that open a clause joined by "and" or ";"."""
     name, is_person = antecedent
-    pronouns = [m for m in PRONOUN.finditer(sentence) if (m.group().lower() in PERSON_PRONOUNS) == is_person]
+    pronouns = _pronouns(sentence, is_person)
     pronouns = [pronouns[0]] + [m for m in pronouns[1:] if re.search(r"(?:,\s*and|;)\s+$", sentence[:m.start()])]
     for m in reversed(pronouns):  # from the end, so earlier offsets stay right
         word = name + ("'s" if m.group().lower() in POSSESSIVE_PRONOUNS else "")
