@@ -127,6 +127,11 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def upper_first(text: str) -> str:
+    """The first letter in capitals, the rest untouched (str.capitalize would lower a name inside)."""
+    return text[:1].upper() + text[1:]
+
+
 def split_windows(corpus: Corpus, tokenizer, window_tokens: int = 400, overlap: int = 50) -> list[Window]:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from lemminflect import getAllLemmas
 
-from .corpus import split_sentences
+from .corpus import split_sentences, upper_first
 from .filters import STOPWORDS
 
 KINDS = ("person", "place", "org", "thing")  # entity kinds; answers may also be years, counts, definitions
@@ -300,7 +300,7 @@ def _replace_pronouns(sentence: str, antecedent: tuple[str, bool]) -> str:
     for m in reversed(pronouns):  # from the end, so earlier offsets stay right
         word = name + ("'s" if m.group().lower() in POSSESSIVE_PRONOUNS else "")
         if m.start() == 0:
-            word = word[0].upper() + word[1:]
+            word = upper_first(word)
         sentence = sentence[:m.start()] + word + sentence[m.end():]
     return sentence
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import filters, prompts
 from .backends import Sampling, chat_prompt
 from .config import UserError
-from .corpus import normalize, read_corpus
+from .corpus import normalize, read_corpus, upper_first
 from .entities import KINDS, corpus_entities, invent_names, swap_in_invented
 from .generate import answers_with_key, other_names, read_back, written_question_fault
 from .negatives import false_premises, swap_in_absent
@@ -109,7 +109,7 @@ def absent_probes(pairs, corpus_text, language, entities, n, rng, avoid) -> list
         used.add(names[0].name)
         template = rng.choice(INVENTED_QUESTIONS[language][kind])
         question = template.format(names[0].name)
-        probes.append(_absent(len(probes), "invented", question[0].upper() + question[1:], names[0], avoid))
+        probes.append(_absent(len(probes), "invented", upper_first(question), names[0], avoid))
     return probes
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from .backends import chat_prompt
-from .corpus import normalize
+from .corpus import normalize, upper_first
 
 PROMPT_VERSION = "answer-aware-1"
 
@@ -136,4 +136,4 @@ def parse_question(text: str) -> str | None:
     question = question.strip().strip("\"“”'")
     if re.match(r"(?i)^what is the answer", question):
         return None
-    return question[0].upper() + question[1:] if question[0].isalpha() else question
+    return upper_first(question)

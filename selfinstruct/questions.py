@@ -11,7 +11,7 @@ import re
 
 from lemminflect import getAllLemmas, getInflection
 
-from .corpus import SENTENCE_ENDINGS, normalize
+from .corpus import SENTENCE_ENDINGS, normalize, upper_first
 from .entities import EN_COUNT, EN_FUNCTION, definition
 from .filters import CJK_CHAR
 
@@ -36,7 +36,7 @@ def template_question(sentence: str, start: int, end: int, kind: str, language: 
             after = re.sub(r"^[\d〇零一二两三四五六七八九十百千万]+", "", sentence[start:end]) + after
         question = f"{before}{wh}{after}？"
     elif before.strip() in ("", "The", "the", "A", "An"):
-        question = f"{wh[0].upper()}{wh[1:]}{after}?"
+        question = f"{upper_first(wh)}{after}?"
     elif re.search(r",\s*(?:the\s+|a\s+)?$", before):
         return None  # an appositive ("A river, the River Ambrel, joins ...") makes no question in situ
     else:
@@ -115,7 +115,7 @@ def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None
     A leading time phrase ("In 1766 the Infirmary opened ...") moves to the end. None for any other shape."""
     before, answer, after = clause[:start], clause[start:end], clause[end:].rstrip(" ,;:.")
     if re.fullmatch(r"(?i)(?:in|by|after|before|until)\s", before) and kind == "year":  # the year leads: put it last
-        clause = f"{after.strip(' ,')[0].upper()}{after.strip(' ,')[1:]} {before.strip().lower()} {answer}"
+        clause = f"{upper_first(after.strip(' ,'))} {before.strip().lower()} {answer}"
         return fronted_question(clause, len(clause) - len(answer), len(clause), kind)
     if after and not re.match(rf"\s{PREPOSITION}\b", after) or " and " in after:
         return None  # the clause goes on after the answer ("four parts, known as ..."; "... and sailed"): no clean cut
@@ -151,7 +151,7 @@ def fronted_question(clause: str, start: int, end: int, kind: str) -> str | None
         return None  # "After Emeric Saldane the Infirmary", "A second one": no named subject to ask about
     if any(_is_verb(w) for w in subject):
         return None  # the subject ran into a verb ("The tide-clock of Velmoor is | called"): a shape not handled
-    return normalize(question[0].upper() + question[1:] + "?")
+    return normalize(upper_first(question) + "?")
 
 
 # The present-tense verbs asked with "does"; any other verb only in the past, with "did": a word list cannot
@@ -188,7 +188,7 @@ def active_question(clause: str, start: int, end: int, kind: str) -> str | None:
         if kind == "quantity" and (of := re.match(rf"\sof\s[^,\d]*?(?=\s{ACTIVE_PREPOSITION}\s|$)", after)):
             wh, after = wh + of.group(), after[of.end():]  # "212 kinds of plant": how many kinds of plant
         if re.fullmatch(rf"\s{article}", rest):  # the answer is the verb's object
-            head, rest = wh[0].upper() + wh[1:], ""
+            head, rest = upper_first(wh), ""
         elif m := re.fullmatch(rf"(?P<object>\s(?:the|a|an|his|her|its|their|[A-Z])[^,\d]*?)?(?P<mid>\s(?:in|on|at|as|"
                                rf"for|from|with|beside|near|under)\s[^,\d]*?)?\s{ACTIVE_PREPOSITION}\s{article}", rest):
             words = [w for w in (m["object"] or "").split() if w not in ("the", "a", "an", "of")]
@@ -378,7 +378,7 @@ def predicate_question(sentence: str, start: int, end: int, kind: str, language:
         return None
     wh = en_question_word(kind, sentence[start:end])
     vp = re.sub(r"\bits\b", "the", m["vp"].strip(), count=1)
-    return normalize(f"{wh[0].upper()}{wh[1:]} {vp}?")
+    return normalize(f"{upper_first(wh)} {vp}?")
 
 
 def other_side_question(sentence: str, start: int, end: int, kind: str, language: str) -> str | None:
@@ -505,7 +505,7 @@ def synonym_for(m: re.Match) -> str | None:
     if any(w[0].isupper() for w in word.split()[m.start() == 0:]):
         return None
     synonym = SYNONYMS[word.lower()]
-    return synonym[0].upper() + synonym[1:] if word[0].isupper() else synonym
+    return upper_first(synonym) if word[0].isupper() else synonym
 
 
 # Words a varied wording keeps: what the question asks for ("how many", "which year") and what it asks about.
@@ -569,7 +569,7 @@ def supporting_clause(sentence: str, start: int, end: int, min_words: int = 8) -
     answer, without the rest of the sentence."""
     clause = normalize(sentence[slice(*clause_span(sentence, start, end, min_words))]).rstrip(" ,;:，；：")
     clause = re.sub(r"^(?:and|but|or|which|while)\s+", "", clause)
-    clause = clause[0].upper() + clause[1:] if clause[:1].islower() else clause
+    clause = upper_first(clause)
     return clause if clause.endswith(SENTENCE_ENDINGS) else clause + ("。" if CJK_CHAR.search(clause) else ".")
 
 
@@ -587,5 +587,5 @@ def key_first_answer(key: str, kind: str, sentence: str, start: int, end: int, l
         return clause
     if language == "zh":
         return f"{key}。{clause}"
-    head = f"In {key}." if kind == "year" else f"{key[0].upper()}{key[1:]}."
+    head = f"In {key}." if kind == "year" else f"{upper_first(key)}."
     return f"{head} {clause}"
