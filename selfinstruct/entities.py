@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from lemminflect import getAllLemmas
@@ -41,6 +41,24 @@ EN_KIND_WORDS = {
     "thing": """Lamp Clock Engine Semaphore Organ Wheel Charter Treaty Annals Book Chronicle Festival War Flood Law
         Oath Bell Chain Windlass Reforms Kettle Heron Gull Vaunt Draught Tincture Syrup Salve""".split(),
 }
+# The common nouns a text uses to say what a name is ("the engineer Lirra Vaunt", "The smallest island is Little
+# Pell", "Corrow Skerry, a low rocky island"): the corpus's own word beats a guess from the name's shape, which
+# made the island Little Pell a person ("Who is the smallest island?") and the engineer Lirra Vaunt a thing.
+# Kinds of bearer only: "during the war Ambry Solk built ..." must not make a war of Ambry Solk.
+EN_KIND_NOUNS = {
+    "person": """man woman boy girl child son daughter wife husband widow heir merchant trader engineer physician
+        doctor surgeon nurse midwife herbalist healer apothecary chemist captain sailor mariner pilot fisherman
+        shipwright scholar priest monk nun poet painter sculptor builder mason smith carpenter weaver miller farmer
+        inventor founder explorer astronomer mathematician historian writer author teacher apprentice soldier
+        general admiral judge lawyer scribe clerk king queen prince princess lord lady knight""".split(),
+    "place": """island isle islet town village city hamlet port river stream brook hill mountain valley street lane
+        road square district bay cove lake marsh fen moor coast cape headland peninsula region province county
+        country kingdom parish""".split(),
+    "org": """guild company society council school college academy university firm bank""".split(),
+    "thing": """ship brig cutter boat vessel schooner barque sloop galley ketch lamp engine machine device
+        instrument treaty""".split(),
+}
+NOUN_KIND = {noun: kind for kind, nouns in EN_KIND_NOUNS.items() for noun in nouns}
 # Offices, not the people who hold them: "Harbour Warden" or "Warden of the Isle" is no place, "Keeper of the
 # Garden" no person: typed as places, they made "The first which place was Emeric Saldane?" in training and
 # "Where was Davel Quorrin?" in probes. An office is a thing, asked for with "what", and a title before a
@@ -78,6 +96,7 @@ def corpus_entities(text: str, language: str) -> dict[str, str]:
 
 def _en_entities(text: str) -> dict[str, str]:
     found: Counter[str] = Counter()
+    said: defaultdict[str, Counter[str]] = defaultdict(Counter)  # the kinds the corpus's nouns give each name
     mid_sentence, after_the, after_preposition = set(), set(), set()
     # Headings are title-cased, so every word in them looks like a name: leave them out.
     prose = "\n".join(line if re.search(r"[.!?:;\"”]\s*$", line) or len(line.split()) > 12 else ""
@@ -87,6 +106,8 @@ def _en_entities(text: str) -> dict[str, str]:
         if not name:
             continue
         found[name] += 1
+        at = match.start() + max(0, match.group().find(name))
+        said[name].update(said_kinds(prose, at, at + len(name)))
         before = prose[max(0, match.start() - 6):match.start()]
         if not SENTENCE_START.search(before[-3:]):
             mid_sentence.add(name)
@@ -97,11 +118,37 @@ def _en_entities(text: str) -> dict[str, str]:
     joined = Counter(m.group() for m in EN_NAME_WITH_AND.finditer(prose))
     found.update({name: n for name, n in joined.items() if n >= 2 and en_kind(name) == "org"})
     # A lone capitalised word is a name only if it is capitalised somewhere other than at a sentence start.
-    names = {name: en_kind(name, name in after_the, name in after_preposition)
+    # What the corpus calls a name beats a guess from its shape.
+    names = {name: said[name].most_common(1)[0][0] if said[name] else
+             en_kind(name, name in after_the, name in after_preposition)
              for name in found if " " in name or name in mid_sentence}
     names |= eponymous_things(prose, names)
     terms = [t for t in defined_terms(prose) if t.capitalize() not in names]  # "Velmoor is a town": a name
     return {**dict.fromkeys(terms, "thing"), **names}
+
+
+def said_kinds(text: str, start: int, end: int) -> list[str]:
+    """The kinds of the common nouns (EN_KIND_NOUNS) the text puts beside one mention of a name, at [start, end):
+    before it ("the engineer Lirra Vaunt", "a brig called Greylag Maid"), as its sentence's subject ("The
+    smallest island is Little Pell") or after it ("Corrow Skerry, a low rocky island used for ...", "Velmoor is
+    a town"). Read at each mention as the corpus is scanned, not by searching the corpus for each name."""
+    before = re.split(r"[.!?;\n]\s", text[max(0, start - 200):start])[-1]
+    phrases = re.findall(r"\b(?:[Tt]he|[Aa]n?)\s+(?:[a-z]+\s+)??([a-z]+)\s+(?:(?:named|called)\s+)?(?:the\s+)?$",
+                         before)
+    phrases += re.findall(r"^\s*The\s+((?:[a-z-]+\s+){0,3}?[a-z]+)\s+(?:is|was)\s+(?:the\s+)?$", before)
+    phrases += re.findall(r"^(?:,|\s+(?:is|was))\s+(?:a|an|the)\s+((?:[a-z'’-]+\s*){1,4})", text[end:end + 80])
+    return [kind for phrase in phrases if (kind := _head_noun_kind(phrase))]
+
+
+def _head_noun_kind(phrase: str) -> str | None:
+    """The kind of a noun phrase's head ("low rocky island": place), its words read up to the first that starts
+    what more it says ("larger brig owned by ...", "man who ..."); a possessive is no head ("ship's surgeon")."""
+    head = None
+    for word in phrase.split():
+        if word in PHRASE_BREAK or word in ("of", "the") or word.endswith(("ed", "ing")) and head:
+            break
+        head = head if POSSESSIVE.search(word) else word
+    return NOUN_KIND.get(head)
 
 
 def eponymous_things(text: str, names: dict[str, str]) -> dict[str, str]:

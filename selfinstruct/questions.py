@@ -12,7 +12,7 @@ import re
 from lemminflect import getAllLemmas, getInflection
 
 from .corpus import SENTENCE_ENDINGS, normalize, upper_first
-from .entities import EN_COUNT, EN_FUNCTION, definition
+from .entities import EN_COUNT, EN_FUNCTION, NOUN_KIND, definition
 from .filters import CJK_CHAR
 
 IN_SITU = {  # what replaces the answer inside the sentence for a template question
@@ -39,6 +39,9 @@ def template_question(sentence: str, start: int, end: int, kind: str, language: 
         question = f"{upper_first(wh)}{after}?"
     elif re.search(r",\s*(?:the\s+|a\s+)?$", before):
         return None  # an appositive ("A river, the River Ambrel, joins ...") makes no question in situ
+    elif (label := re.search(r"\b[Tt]he\s+([a-z]+)\s+$", before)) and label[1] in NOUN_KIND:
+        # "The engineer Lirra Vaunt invented ...": "Which engineer invented ...?", not "The engineer who ..."
+        question = upper_first(f"{before[:label.start()]}which {label[1]}{after}?")
     else:
         before = re.sub(r"\b(?:the|The)\s+$", "", before)
         question = f"{before}{wh}{after}?"

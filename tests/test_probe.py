@@ -34,7 +34,11 @@ def test_absent_probes_are_absent_and_apart_from_training_refusal_names(english)
     training_names = {p.entity for p in first[::2] if p.origin != "false_premise"}
     probes = absent_probes(pairs, text, "en", entities, 20, random.Random(3), training_names)
     assert len(probes) == 20
-    assert {p.origin for p in probes} == {"swapped", "invented", "recombined", "real_world", "false_premise"}
+    # Every source shows up; whether the four hard names are recombined or real-world is the shuffle's draw.
+    origins = {p.origin for p in probes}
+    assert {"swapped", "invented", "false_premise"} < origins <= {"swapped", "invented", "recombined", "real_world",
+                                                                "false_premise"}
+    assert origins & {"recombined", "real_world"}
     for p in probes:
         assert p.entity.removeprefix("the ") in p.question and not p.answerable
         assert p.entity not in training_names

@@ -29,6 +29,10 @@ from selfinstruct.questions import (
      "Maud Orrow ran the Stillroom for how many years?"),
     ("By 1785 the list of the garden's plants had grown to 640.", "640", "quantity",
      "By 1785 the list of the garden's plants had grown to how many?"),
+    # A name the sentence labels with a kind of bearer is asked for by it ("The engineer who invented ...?" before).
+    ("The engineer Tobin Gale invented the crane in 1467.", "Tobin Gale", "person",
+     "Which engineer invented the crane in 1467?"),
+    ("They sailed aboard the brig Heron Maid.", "Heron Maid", "thing", "They sailed aboard which brig?"),
 ])
 def test_template_questions(sentence, key, kind, expected):
     start = sentence.index(key)
