@@ -81,6 +81,9 @@ def test_a_question_holding_its_key_in_another_spelling_gives_the_answer_away(qu
     ("In which year was this?", "vague"),
     ("When did Orric Velm finish it, 1,870 paces long?", "vague"),  # "it" stands for nothing it names
     ("In which year was the Long Arm finished?", None),
+    ("What is the name of the breakwater?", "vague"),  # one content word, no name: any breakwater
+    ("Where is the breakwater?", "vague"),
+    ("What is a breakwater?", "off_topic"),  # a definition question names its term: not vague, just not this fact
 ])
 def test_question_checks(question, reason):
     assert check_question(question, "1206", SENTENCE, WINDOW) == reason
