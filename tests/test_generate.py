@@ -392,6 +392,11 @@ ROUNDTRIP_CORPUS = ("In 1749 Ysolde Saldane, the daughter of Emeric Saldane, fou
     ("The Windrow Ward opened in 1760, not 1774.", "1774", "In what year did the Windrow Ward open?", False),
     ("It was in 1761. Some say 1760.", "1760", "In what year did the Windrow Ward open?", False),
     ("The Windrow Ward opened in 1760, not 1760.", "1760", "In what year did the Windrow Ward open?", True),
+    # the unit the question asks for may be left out of the reply, not a unit it never named, nor the number
+    ("The answer is 18.", "18 beds", "How many beds did the Windrow Ward hold?", True),
+    ("The answer is 18.", "18 beds", "How large was the Windrow Ward?", False),
+    ("The Windrow Ward held 180 beds.", "18 beds", "How many beds did the Windrow Ward hold?", False),
+    ("It held 18, not 20.", "20 beds", "How many beds did the Windrow Ward hold?", False),
 ])
 def test_the_round_trip_wants_the_key_as_the_answer_not_only_somewhere_in_it(reply, key, question, answered):
     entities = corpus_entities(ROUNDTRIP_CORPUS, "en")
